@@ -1,0 +1,19 @@
+/**
+ * @packageDocumentation
+ * The egress-guard policy: one contract for the SDK and the edge. Load a policy, ask it for decisions,
+ * and emit audit events in the shared schema.
+ */
+export * from './address/index.js';
+export { canonicalJson } from './canonical-json.js';
+export { DEFAULT_BREAKER, DEFAULT_TIMEOUTS, DEFAULT_TLS } from './compiled-rule.js';
+export { formatDuration, parseDuration } from './duration.js';
+export * from './errors.js';
+export * from './events.js';
+export { normaliseHostName, type ParsedHost, parseHost } from './host-name.js';
+export { compileHostPattern, type HostPattern, hostPatternMatches } from './host-pattern.js';
+export { policyJsonSchema } from './json-schema.js';
+export { createPolicy, loadPolicyFile, loadPolicyFileSync, parsePolicy, Policy, type PolicySource, type RuleSummary } from './policy.js';
+export { diffPolicies } from './policy-diff.js';
+export { REASON_CODES, REASON_DESCRIPTIONS, type ReasonCode } from './reason-codes.js';
+export type { PolicyDocument } from './schema.js';
+export * from './types.js';
