@@ -8,14 +8,19 @@ export interface DnsRecord {
   type: 'A' | 'AAAA' | 'CNAME';
   /** Address for A/AAAA, target name for CNAME. */
   data: string;
-  /** Seconds. Default `60`. `0` forbids caching, as in DNS-rebinding attacks. */
+  /**
+   * Seconds. Default `0`: the c-ares in some Node releases (1.33, in Node 20.18) caches answers by TTL
+   * inside the process, which would hide repeat queries from {@link TestDnsServer.queries} and serve stale
+   * answers after {@link TestDnsServer.set}. Give a TTL only when a test is about TTLs.
+   */
   ttl?: number;
 }
 
 /**
- * Answers for one name: fixed records, or a function of how many times this name has been asked
- * (1 on the first query, counting every transport and type), for answers that change between the
- * check and the connect (DNS rebinding).
+ * Answers for one name: fixed records, or a function of how many times this name has been asked for
+ * the queried type (1 on the first A query, 1 on the first AAAA query, over UDP and TCP together), for
+ * answers that change between the check and the connect (DNS rebinding). Records of other types than
+ * the one asked are ignored, so one function can serve both A and AAAA.
  */
 export type DnsAnswer = DnsRecord[] | ((queryCount: number) => DnsRecord[]);
 
@@ -73,10 +78,10 @@ export async function startDnsServer(records: Record<string, DnsAnswer> = {}): P
     return undefined;
   };
 
-  const recordsFor = (name: string): DnsRecord[] | undefined => {
+  const recordsFor = (name: string, queryCount: number): DnsRecord[] | undefined => {
     const answer = find(name);
     if (answer === undefined) return undefined;
-    return typeof answer === 'function' ? answer(counts.get(name) ?? 0) : answer;
+    return typeof answer === 'function' ? answer(queryCount) : answer;
   };
 
   const respond = (query: dnsPacket.DecodedPacket, transport: 'udp' | 'tcp'): Buffer => {
@@ -85,25 +90,31 @@ export async function startDnsServer(records: Record<string, DnsAnswer> = {}): P
     for (const question of query.questions ?? []) {
       queries.push({ name: question.name, type: question.type, transport });
       const key = normalise(question.name);
-      counts.set(key, (counts.get(key) ?? 0) + 1);
+      // Counted per name and type: a dual-stack look-up asks A and AAAA, and a rebinding test wants
+      // "the second A query" to mean the second look-up.
+      const countKey = `${key} ${question.type}`;
+      const queryCount = (counts.get(countKey) ?? 0) + 1;
+      counts.set(countKey, queryCount);
       let name = key;
       let owner = question.name;
       // Bounded so a CNAME loop in a test table cannot hang the server.
       for (let hops = 0; hops < 8; hops++) {
-        const found = recordsFor(name);
+        // A function value along a CNAME chain sees the count of the name actually asked.
+        const found = recordsFor(name, queryCount);
         if (found === undefined) {
           if (hops === 0) rcode = 3; // NXDOMAIN
           break;
         }
         const cname = found.find((r) => r.type === 'CNAME');
         if (cname && question.type !== 'CNAME') {
-          answers.push({ type: 'CNAME', name: owner, ttl: cname.ttl ?? 60, data: cname.data });
+          answers.push({ type: 'CNAME', name: owner, ttl: cname.ttl ?? 0, data: cname.data });
           owner = cname.data;
           name = normalise(cname.data);
           continue;
         }
         for (const r of found) {
-          if (r.type === question.type) answers.push({ type: r.type, name: owner, ttl: r.ttl ?? 60, data: r.data });
+          if (r.type === question.type)
+            answers.push({ type: r.type, name: owner, ttl: r.ttl ?? 0, data: r.data });
         }
         break;
       }
@@ -175,7 +186,7 @@ async function bindPair(
     const udp = dgram.createSocket('udp4');
     udp.on('message', (msg, rinfo) => {
       const query = decode(msg);
-      if (!query || query.type !== 'query') return;
+      if (query?.type !== 'query') return;
       udp.send(respond(query, 'udp'), rinfo.port, rinfo.address);
     });
     udp.on('error', () => {});
@@ -195,7 +206,7 @@ async function bindPair(
           if (buffered.length < 2 + len) break;
           const query = decode(buffered.subarray(2, 2 + len));
           buffered = buffered.subarray(2 + len);
-          if (!query || query.type !== 'query') continue;
+          if (query?.type !== 'query') continue;
           const reply = respond(query, 'tcp');
           const frame = Buffer.alloc(2);
           frame.writeUInt16BE(reply.length);
@@ -252,7 +263,11 @@ function lookupError(hostname: string, code: string): NodeJS.ErrnoException {
   return err;
 }
 
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+type LookupCallback = (
+  err: NodeJS.ErrnoException | null,
+  address: string | LookupAddress[],
+  family?: number,
+) => void;
 
 /**
  * A `dns.lookup`-compatible function that resolves through `server` (a private `dns.Resolver` with
@@ -262,7 +277,8 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | Look
  * Honours `family` (4, 6, or 0 for both, IPv4 first unless `order: 'ipv6first'`) and `all`. IP
  * literals are returned as is without a query, as `dns.lookup` does. It never reads `/etc/hosts`, so
  * `localhost` resolves only if the server has a record for it. Failures carry `code: 'ENOTFOUND'` and
- * `syscall: 'getaddrinfo'`. No caching: every call is a query, which rebinding tests rely on.
+ * `syscall: 'getaddrinfo'`. It keeps no cache, and with the server's default TTL 0 c-ares keeps none
+ * either: every call reaches the server, which rebinding tests rely on.
  */
 export function lookupVia(server: Pick<TestDnsServer, 'port' | 'address'>): LookupFunction {
   const resolver = new dns.Resolver({ timeout: 2000, tries: 2 });
@@ -277,7 +293,9 @@ export function lookupVia(server: Pick<TestDnsServer, 'port' | 'address'>): Look
     optionsOrCallback: LookupOptions | number | LookupCallback,
     maybeCallback?: LookupCallback,
   ): void => {
-    const callback = (typeof optionsOrCallback === 'function' ? optionsOrCallback : maybeCallback) as LookupCallback;
+    const callback = (
+      typeof optionsOrCallback === 'function' ? optionsOrCallback : maybeCallback
+    ) as LookupCallback;
     const options: LookupOptions =
       typeof optionsOrCallback === 'number'
         ? { family: optionsOrCallback }

@@ -206,7 +206,8 @@ export async function createTestPki(opts: { dir?: string } = {}): Promise<TestPk
     async issue(names, issueOpts = {}) {
       if (names.length === 0) throw new Error('issue() needs at least one DNS name or IP address');
       const days = issueOpts.days ?? 30;
-      if (!Number.isInteger(days) || days === 0) throw new Error(`days must be a non-zero integer, got ${days}`);
+      if (!Number.isInteger(days) || days === 0)
+        throw new Error(`days must be a non-zero integer, got ${days}`);
       const base = join(dir, `leaf-${++seq}`);
       const keyPath = `${base}.key`;
       const certPath = `${base}.pem`;

@@ -320,7 +320,12 @@ export async function startHttpsServer(
 export async function startLegacyTlsServer(
   opts: Omit<TlsServerOptions, 'minVersion' | 'maxVersion' | 'ciphers'> & { handler?: HttpHandler },
 ): Promise<RecordingServer> {
-  return startHttpsServer({ ...opts, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' });
+  return startHttpsServer({
+    ...opts,
+    minVersion: 'TLSv1',
+    maxVersion: 'TLSv1.1',
+    ciphers: 'DEFAULT@SECLEVEL=0',
+  });
 }
 
 /**

@@ -59,7 +59,11 @@ export function compileRule(
     if (compiled.ok) hosts.push(compiled.pattern);
   }
   const addresses = (doc.addresses ?? []).map(parseCidr);
-  const schemes = doc.schemes ? new Set(doc.schemes) : kind === 'allow' ? new Set<Scheme>(['https']) : undefined;
+  const schemes = doc.schemes
+    ? new Set(doc.schemes)
+    : kind === 'allow'
+      ? new Set<Scheme>(['https'])
+      : undefined;
   const ports = doc.ports?.map(portRange);
   const methods = doc.methods ? new Set(doc.methods.map((m) => m.toUpperCase())) : undefined;
   const paths = doc.paths?.map((p) => {
@@ -119,7 +123,12 @@ function definedOnly<T extends object>(value: T | undefined): Partial<T> {
 
 /** Defaults when a policy says nothing (policy.md's example values). */
 export const DEFAULT_TLS: EffectiveTls = { minVersion: 'TLSv1.2', verify: true };
-export const DEFAULT_TIMEOUTS: EffectiveTimeouts = { connect: 5000, response: 30_000, idle: 30_000, total: 120_000 };
+export const DEFAULT_TIMEOUTS: EffectiveTimeouts = {
+  connect: 5000,
+  response: 30_000,
+  idle: 30_000,
+  total: 120_000,
+};
 export const DEFAULT_BREAKER: EffectiveBreaker = {
   errorThresholdPercentage: 50,
   volumeThreshold: 20,

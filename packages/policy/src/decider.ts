@@ -67,7 +67,10 @@ export class Decider {
 
   decide(dest: Destination, now: number = Date.now()): Decision {
     const scope = (dest.service !== undefined && this.services.get(dest.service)) || this.top;
-    const mode: Mode = scope.mode === 'report' && (scope.reportUntil === undefined || now < scope.reportUntil) ? 'report' : 'enforce';
+    const mode: Mode =
+      scope.mode === 'report' && (scope.reportUntil === undefined || now < scope.reportUntil)
+        ? 'report'
+        : 'enforce';
     const subject = this.subject(dest);
     if (typeof subject === 'string') return this.invalid(dest, scope, mode, subject);
 
@@ -77,14 +80,36 @@ export class Decider {
       this.firstMatch(subject.literal ? scope.deny.byAddress(subject.literal) : [], subject) ??
       this.firstMatch(subject.dialled ? scope.deny.byAddress(subject.dialled) : [], subject);
     if (denied) {
-      return this.deny(subject, scope, mode, 'explicit_deny', denied, `denied by deny rule "${denied.name}" (deny always wins over allow); to allow it, remove it from that rule`);
+      return this.deny(
+        subject,
+        scope,
+        mode,
+        'explicit_deny',
+        denied,
+        `denied by deny rule "${denied.name}" (deny always wins over allow); to allow it, remove it from that rule`,
+      );
     }
 
-    const candidates = subject.name !== undefined ? scope.allow.byName(subject.name) : scope.allow.byAddress(subject.literal!);
+    const candidates =
+      subject.name !== undefined ? scope.allow.byName(subject.name) : scope.allow.byAddress(subject.literal!);
     if (candidates.length === 0) {
       return subject.name !== undefined
-        ? this.deny(subject, scope, mode, 'host_not_allowed', undefined, `no allow rule lists ${subject.name}; to allow it, add a rule with hosts: [${subject.name}]`)
-        : this.deny(subject, scope, mode, 'address_not_allowed', undefined, `no allow rule lists the address ${subject.literal!.canonical}; to allow it, add a rule with addresses: [${cidrOf(subject.literal!)}]`);
+        ? this.deny(
+            subject,
+            scope,
+            mode,
+            'host_not_allowed',
+            undefined,
+            `no allow rule lists ${subject.name}; to allow it, add a rule with hosts: [${subject.name}]`,
+          )
+        : this.deny(
+            subject,
+            scope,
+            mode,
+            'address_not_allowed',
+            undefined,
+            `no allow rule lists the address ${subject.literal!.canonical}; to allow it, add a rule with addresses: [${cidrOf(subject.literal!)}]`,
+          );
     }
 
     let closest: { rule: CompiledRule; reason: NonNullable<ReturnType<typeof mismatch>> } | undefined;
@@ -95,6 +120,67 @@ export class Decider {
     }
     const { rule, reason } = closest!;
     return this.deny(subject, scope, mode, reason, rule, howToAllow(rule, reason, subject));
+  }
+
+  /**
+   * Decides a DNS look-up of a name: allowed when some allow rule lists the name (any scheme or port)
+   * and no deny rule without scheme/port/method/path limits lists it. A look-up of a name no rule lists
+   * never leaves the process: DNS is an exfiltration path.
+   */
+  decideLookup(host: string, service: string | undefined, now: number = Date.now()): Decision {
+    const scope = (service !== undefined && this.services.get(service)) || this.top;
+    const mode: Mode =
+      scope.mode === 'report' && (scope.reportUntil === undefined || now < scope.reportUntil)
+        ? 'report'
+        : 'enforce';
+    const parsed = parseHost(host);
+    const dest: Destination = { scheme: 'tcp', host, port: 53, service };
+    if (parsed.kind === 'invalid') return this.invalid(dest, scope, mode, parsed.detail);
+    const subject: Subject = {
+      scheme: 'tcp',
+      port: 53,
+      method: undefined,
+      path: undefined,
+      name: parsed.kind === 'name' ? parsed.name : undefined,
+      literal: parsed.kind === 'ip' ? parsed.ip : undefined,
+      dialled: undefined,
+      label: `dns:${parsed.kind === 'name' ? parsed.name : parsed.ip.canonical}`,
+    };
+    // An IP literal needs no look-up: nothing leaves the process.
+    if (subject.name === undefined)
+      return this.build(
+        subject,
+        scope,
+        mode,
+        'allowed',
+        'allowed',
+        undefined,
+        'an IP literal needs no DNS look-up',
+      );
+    const denied = scope.deny
+      .byName(subject.name)
+      .find((r) => !r.schemes && !r.ports && !r.methods && !r.paths);
+    if (denied)
+      return this.deny(
+        subject,
+        scope,
+        mode,
+        'explicit_deny',
+        denied,
+        `denied by deny rule "${denied.name}"; the look-up never leaves the process`,
+      );
+    const rule = scope.allow.byName(subject.name)[0];
+    if (!rule) {
+      return this.deny(
+        subject,
+        scope,
+        mode,
+        'host_not_allowed',
+        undefined,
+        `no allow rule lists ${subject.name}, so it is not looked up; to allow it, add a rule with hosts: [${subject.name}]`,
+      );
+    }
+    return this.build(subject, scope, mode, 'allowed', 'allowed', rule, `allowed by rule "${rule.name}"`);
   }
 
   /** A matched allow rule still has to accept the address being dialled. */
@@ -116,13 +202,15 @@ export class Decider {
   }
 
   private firstMatch(rules: readonly CompiledRule[], s: Subject): CompiledRule | undefined {
-    for (const rule of rules) if (mismatch(rule, s.scheme, s.port, s.method, s.path) === undefined) return rule;
+    for (const rule of rules)
+      if (mismatch(rule, s.scheme, s.port, s.method, s.path) === undefined) return rule;
     return undefined;
   }
 
   private subject(dest: Destination): Subject | string {
     if (!SCHEME_SET.has(dest.scheme)) return `unknown scheme "${String(dest.scheme)}"`;
-    if (!Number.isInteger(dest.port) || dest.port < 1 || dest.port > 65535) return `invalid port ${String(dest.port)}`;
+    if (!Number.isInteger(dest.port) || dest.port < 1 || dest.port > 65535)
+      return `invalid port ${String(dest.port)}`;
     let name: string | undefined;
     let literal: IpAddress | undefined;
     if (dest.host !== undefined) {
@@ -169,12 +257,35 @@ export class Decider {
     };
   }
 
-  private deny(s: Subject, scope: DecisionScope, mode: Mode, reason: ReasonCode, rule: CompiledRule | undefined, how: string): Decision {
+  private deny(
+    s: Subject,
+    scope: DecisionScope,
+    mode: Mode,
+    reason: ReasonCode,
+    rule: CompiledRule | undefined,
+    how: string,
+  ): Decision {
     const message = `egress denied: ${s.label}${s.dialled && s.name ? ` (${s.dialled.canonical})` : ''}${s.method ? ` ${s.method}` : ''}${s.path ? ` ${s.path}` : ''} [${reason}]: ${how}`;
-    return this.build(s, scope, mode, mode === 'report' ? 'reported' : 'denied', reason, rule, mode === 'report' ? `would be ${message} (report mode)` : message);
+    return this.build(
+      s,
+      scope,
+      mode,
+      mode === 'report' ? 'reported' : 'denied',
+      reason,
+      rule,
+      mode === 'report' ? `would be ${message} (report mode)` : message,
+    );
   }
 
-  private build(s: Subject, scope: DecisionScope, mode: Mode, result: Decision['result'], reason: ReasonCode, rule: CompiledRule | undefined, message: string): Decision {
+  private build(
+    s: Subject,
+    scope: DecisionScope,
+    mode: Mode,
+    result: Decision['result'],
+    reason: ReasonCode,
+    rule: CompiledRule | undefined,
+    message: string,
+  ): Decision {
     const settings = rule && rule.kind === 'allow' && result === 'allowed' ? rule.settings : this.defaults;
     return {
       result,

@@ -114,7 +114,10 @@ export interface EventEmitter {
 export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
   const logger =
     options.logger?.child({ egress: true }) ??
-    pino({ base: undefined, messageKey: 'msg', timestamp: pino.stdTimeFunctions.isoTime }, options.destination ?? pino.destination({ dest: 1, sync: true }));
+    pino(
+      { base: undefined, messageKey: 'msg', timestamp: pino.stdTimeFunctions.isoTime },
+      options.destination ?? pino.destination({ dest: 1, sync: true }),
+    );
   const level = options.level ?? 'info';
   return {
     logger,

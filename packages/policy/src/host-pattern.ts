@@ -70,7 +70,11 @@ export function compileHostPattern(text: string): HostPatternResult {
     return { ok: true, pattern: { kind: 'multi-label', suffix, text }, ...(warning ? { warning } : {}) };
   }
   if (first.includes('**')) {
-    return { ok: false, message: `"${text}": ** must be the whole leftmost label`, hint: 'write **.example.com' };
+    return {
+      ok: false,
+      message: `"${text}": ** must be the whole leftmost label`,
+      hint: 'write **.example.com',
+    };
   }
   if (first === '*') {
     return {
@@ -79,7 +83,12 @@ export function compileHostPattern(text: string): HostPatternResult {
       ...(warning ? { warning } : {}),
     };
   }
-  const mm = new Minimatch(first.toLowerCase(), { dot: true, noglobstar: true, nocomment: true, nonegate: true });
+  const mm = new Minimatch(first.toLowerCase(), {
+    dot: true,
+    noglobstar: true,
+    nocomment: true,
+    nonegate: true,
+  });
   const label: Matcher = { test: (s) => mm.match(s) };
   return { ok: true, pattern: { kind: 'one-label', suffix, label, text }, ...(warning ? { warning } : {}) };
 }

@@ -12,7 +12,15 @@ export * from './events.js';
 export { normaliseHostName, type ParsedHost, parseHost } from './host-name.js';
 export { compileHostPattern, type HostPattern, hostPatternMatches } from './host-pattern.js';
 export { policyJsonSchema } from './json-schema.js';
-export { createPolicy, loadPolicyFile, loadPolicyFileSync, parsePolicy, Policy, type PolicySource, type RuleSummary } from './policy.js';
+export {
+  createPolicy,
+  loadPolicyFile,
+  loadPolicyFileSync,
+  Policy,
+  type PolicySource,
+  parsePolicy,
+  type RuleSummary,
+} from './policy.js';
 export { diffPolicies } from './policy-diff.js';
 export { REASON_CODES, REASON_DESCRIPTIONS, type ReasonCode } from './reason-codes.js';
 export type { PolicyDocument } from './schema.js';

@@ -6,7 +6,10 @@ import { policySchema } from './schema.js';
  * Checks the shape; the semantic checks (host patterns, CIDRs, unique names) are `egress-guard lint`'s.
  */
 export function policyJsonSchema(): Record<string, unknown> {
-  const schema = z.toJSONSchema(policySchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  const schema = z.toJSONSchema(policySchema, { io: 'input', unrepresentable: 'any' }) as Record<
+    string,
+    unknown
+  >;
   return {
     ...schema,
     $id: 'https://egress-guard.dev/schema/policy-v1.json',

@@ -15,7 +15,7 @@ export function parsePolicyText(text: string, file?: string): PolicyDocument {
   if (doc.errors.length > 0) {
     throw new EgressPolicyError(
       doc.errors.map((e) => {
-        const pos = e.linePos?.[0];
+        const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
         return {
           path: '',
           message: e.message.split('\n')[0] ?? e.message,
@@ -37,14 +37,20 @@ export function parsePolicyText(text: string, file?: string): PolicyDocument {
   }
   const result = policySchema.safeParse(data);
   if (result.success) return result.data;
-  throw new EgressPolicyError(problemsOf(result.error, file, (path, atKey) => positionOf(doc, lines, path, atKey)), file);
+  throw new EgressPolicyError(
+    problemsOf(result.error, file, (path, atKey) => positionOf(doc, lines, path, atKey)),
+    file,
+  );
 }
 
 /** Validates a policy given as an object (no positions: line and column are 0). */
 export function parsePolicyObject(data: unknown, file?: string): PolicyDocument {
   const result = policySchema.safeParse(data);
   if (result.success) return result.data;
-  throw new EgressPolicyError(problemsOf(result.error, file, () => ({ line: 0, column: 0 })), file);
+  throw new EgressPolicyError(
+    problemsOf(result.error, file, () => ({ line: 0, column: 0 })),
+    file,
+  );
 }
 
 type Locate = (path: readonly PropertyKey[], atKey: boolean) => { line: number; column: number };
@@ -56,7 +62,13 @@ function problemsOf(error: ZodError, file: string | undefined, locate: Locate): 
       for (const key of issue.keys) {
         const path = [...issue.path, key];
         const hint = unknownKeyHint(issue.path, key);
-        problems.push({ path: formatPath(path), message: `unknown key "${key}"`, hint, file, ...locate(path, true) });
+        problems.push({
+          path: formatPath(path),
+          message: `unknown key "${key}"`,
+          hint,
+          file,
+          ...locate(path, true),
+        });
       }
       continue;
     }

@@ -63,10 +63,15 @@ export class Policy {
     this.mode = document.mode ?? 'enforce';
     this.reportUntil = parseReportUntil(document.reportUntil);
     const defaults: RuleDefaults = {
-      tls: { ...DEFAULT_TLS, ...(document.defaults?.tls?.minVersion ? { minVersion: document.defaults.tls.minVersion } : {}) },
+      tls: {
+        ...DEFAULT_TLS,
+        ...(document.defaults?.tls?.minVersion ? { minVersion: document.defaults.tls.minVersion } : {}),
+      },
       timeouts: { ...DEFAULT_TIMEOUTS, ...stripUndefined(document.defaults?.timeouts) },
       breaker:
-        document.defaults?.breaker === false ? false : { ...DEFAULT_BREAKER, ...stripUndefined(document.defaults?.breaker) },
+        document.defaults?.breaker === false
+          ? false
+          : { ...DEFAULT_BREAKER, ...stripUndefined(document.defaults?.breaker) },
       privateAddresses: document.defaults?.privateAddresses ?? 'deny',
     };
 
@@ -80,7 +85,13 @@ export class Policy {
       });
     const topAllow = compileList(document.allow, 'allow');
     const topDeny = compileList(document.deny, 'deny');
-    const scope = (service: string | undefined, allow: CompiledRule[], deny: CompiledRule[], mode: Mode, until: number | undefined): DecisionScope => {
+    const scope = (
+      service: string | undefined,
+      allow: CompiledRule[],
+      deny: CompiledRule[],
+      mode: Mode,
+      until: number | undefined,
+    ): DecisionScope => {
       const a = new RuleIndex();
       const d = new RuleIndex();
       for (const r of allow) a.add(r);
@@ -101,7 +112,12 @@ export class Policy {
       }
     }
     this.services = [...services.keys()];
-    this.rules = compiled.map((r) => ({ name: r.name, kind: r.kind, service: r.service, canonical: r.canonical }));
+    this.rules = compiled.map((r) => ({
+      name: r.name,
+      kind: r.kind,
+      service: r.service,
+      canonical: r.canonical,
+    }));
 
     const canonical = {
       version: 1,
@@ -110,7 +126,14 @@ export class Policy {
       defaults,
       rules: this.rules,
       services: Object.fromEntries(
-        Object.entries(document.services ?? {}).map(([n, s]) => [n, { sources: (s.sources ?? []).map((c) => parseCidr(c).text), mode: s.mode, reportUntil: s.reportUntil }]),
+        Object.entries(document.services ?? {}).map(([n, s]) => [
+          n,
+          {
+            sources: (s.sources ?? []).map((c) => parseCidr(c).text),
+            mode: s.mode,
+            reportUntil: s.reportUntil,
+          },
+        ]),
       ),
     };
     this.hash = createHash('sha256').update(canonicalJson(canonical)).digest('hex');
@@ -124,6 +147,14 @@ export class Policy {
    */
   decide(destination: Destination, now?: number): Decision {
     return this.decider.decide(destination, now);
+  }
+
+  /**
+   * Decides a DNS look-up of a name (no scheme, port or path yet): allowed when an allow rule lists it.
+   * The SDK uses this for direct `dns` calls, so a name no rule lists is never sent to a resolver.
+   */
+  decideLookup(host: string, service?: string, now?: number): Decision {
+    return this.decider.decideLookup(host, service, now);
   }
 
   /** The mode in force at `now` for a service (or the top level): report turns to enforce after `reportUntil`. */
@@ -162,17 +193,22 @@ function collectWarnings(document: PolicyDocument, file: string | undefined): Po
     rules?.forEach((r, i) =>
       r.hosts?.forEach((h, j) => {
         const c = compileHostPattern(h);
-        if (c.ok && c.warning) warnings.push({ path: `${where}[${i}].hosts[${j}]`, message: c.warning, file, line: 0, column: 0 });
+        if (c.ok && c.warning)
+          warnings.push({ path: `${where}[${i}].hosts[${j}]`, message: c.warning, file, line: 0, column: 0 });
       }),
     );
   visit(document.allow, 'allow');
-  for (const [name, svc] of Object.entries(document.services ?? {})) visit(svc.allow, `services.${name}.allow`);
+  for (const [name, svc] of Object.entries(document.services ?? {}))
+    visit(svc.allow, `services.${name}.allow`);
   return warnings;
 }
 
 /** Parses and compiles a policy from YAML or JSON text. Throws EgressPolicyError with every problem. */
 export function parsePolicy(text: string, options: { file?: string } = {}): Policy {
-  return new Policy(parsePolicyText(text, options.file), { file: options.file, kind: options.file ? 'file' : 'text' });
+  return new Policy(parsePolicyText(text, options.file), {
+    file: options.file,
+    kind: options.file ? 'file' : 'text',
+  });
 }
 
 /** Validates and compiles a policy given as a plain object (e.g. built in code). */
@@ -205,5 +241,8 @@ export function loadPolicyFileSync(file: string): Policy {
 function unreadable(file: string, error: unknown): EgressPolicyError {
   const code = (error as NodeJS.ErrnoException).code;
   const message = code === 'ENOENT' ? 'file not found' : `cannot read the file (${code ?? String(error)})`;
-  return new EgressPolicyError([{ path: '', message, file, line: 0, column: 0, hint: 'check the path' }], file);
+  return new EgressPolicyError(
+    [{ path: '', message, file, line: 0, column: 0, hint: 'check the path' }],
+    file,
+  );
 }

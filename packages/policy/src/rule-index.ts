@@ -28,25 +28,25 @@ export class RuleIndex {
   /** Rules with a host pattern matching the normalised name, in file order. */
   byName(name: string): readonly CompiledRule[] {
     if (!this.hasHostPatterns) return NONE;
-    let found: CompiledRule[] | undefined;
+    const found: CompiledRule[] = [];
     const exact = this.exact.get(name);
-    if (exact) found = exact.slice();
+    if (exact) found.push(...exact);
     let dot = name.indexOf('.');
     if (dot > 0) {
       const first = name.slice(0, dot);
       const one = this.oneLabel.get(name.slice(dot + 1));
       if (one) {
         for (const { rule, label } of one) {
-          if (label === undefined || label.test(first)) (found ??= []).push(rule);
+          if (label === undefined || label.test(first)) found.push(rule);
         }
       }
     }
     while (dot > 0) {
       const multi = this.multiLabel.get(name.slice(dot + 1));
-      if (multi) (found ??= []).push(...multi);
+      if (multi) found.push(...multi);
       dot = name.indexOf('.', dot + 1);
     }
-    return found ? ordered(found) : NONE;
+    return found.length ? ordered(found) : NONE;
   }
 
   /** Rules with a CIDR containing the address, in file order. */

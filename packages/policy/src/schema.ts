@@ -149,7 +149,10 @@ const allowRules = z.array(allowRule);
 const denyRules = z.array(denyRule);
 
 const reportUntil = z.string().superRefine((value, ctx) => {
-  if (!/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2}))?$/.test(value) || Number.isNaN(Date.parse(value))) {
+  if (
+    !/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2}))?$/.test(value) ||
+    Number.isNaN(Date.parse(value))
+  ) {
     ctx.addIssue({
       code: 'custom',
       message: `"${value}" is not a date`,

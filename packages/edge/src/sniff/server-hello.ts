@@ -91,6 +91,10 @@ function parseBody(body: Buffer): ServerHelloParse {
       if (type === EXT_SUPPORTED_VERSIONS) {
         if (len !== 2) return bad(`supported_versions of length ${len} in ServerHello`);
         selectedVersion = data.readUInt16BE(0);
+        // The extension only ever negotiates TLS 1.3 or later (RFC 8446 4.2.1); anything else is forged.
+        if (selectedVersion >> 8 !== 3 || selectedVersion < TLS13) {
+          return bad(`supported_versions selects 0x${hex4(selectedVersion)}`);
+        }
       } else if (type === EXT_ALPN) {
         // The server selects exactly one protocol: list length, name length, name.
         if (len < 4 || data.readUInt16BE(0) !== len - 2 || data[2] !== len - 3) {

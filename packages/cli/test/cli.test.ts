@@ -1,0 +1,117 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { main } from '../src/index.js';
+
+const fixtures = fileURLToPath(new URL('../../policy/test/fixtures/', import.meta.url));
+const example = join(fixtures, 'full-example.yaml');
+
+async function run(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('egress-guard lint', () => {
+  it('accepts a valid policy and prints its hash', async () => {
+    const r = await run('lint', example);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/ok, 5 rules, policy sha256:[0-9a-f]{64}/);
+    expect(r.err).toMatch(/warning: .*private-section public suffix/);
+  });
+
+  it('lists every problem with file, line and column', async () => {
+    const file = join(fixtures, 'invalid-many-problems.yaml');
+    const r = await run('lint', file);
+    expect(r.code).toBe(1);
+    const lines = r.out.split('\n');
+    expect(lines).toHaveLength(6);
+    for (const line of lines)
+      expect(line).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+ `));
+    expect(r.err).toMatch(/6 problems/);
+  });
+
+  it('reports a missing file in one line', async () => {
+    const r = await run('lint', '/nonexistent/egress.yaml');
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('/nonexistent/egress.yaml:0:0 file not found (check the path)');
+  });
+});
+
+describe('egress-guard check', () => {
+  it('shows an allowed decision with the effective settings', async () => {
+    const r = await run('check', example, 'https://api.stripe.com/v1/charges', '--method', 'post');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^ALLOWED {2}https:\/\/api\.stripe\.com\/v1\/charges/);
+    expect(r.out).toMatch(/rule {6}stripe \(allow\)/);
+    expect(r.out).toMatch(/minVersion TLSv1\.3/);
+    expect(r.out).toMatch(/total 20s/);
+    expect(r.out).toMatch(/breaker {3}off/);
+  });
+
+  it('shows a denial with its reason and how to allow it, exit 2', async () => {
+    const r = await run('check', example, 'https://pastebin.com/raw/x');
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(/DENIED/);
+    expect(r.out).toMatch(/explicit_deny/);
+    expect(r.out).toMatch(/rule {6}paste-sites \(deny\)/);
+    const h = await run('check', example, 'api.unknown.example:443');
+    expect(h.out).toMatch(/add a rule with hosts: \[api\.unknown\.example\]/);
+  });
+
+  it('decides for a service in report mode, and prints JSON', async () => {
+    const r = await run('check', example, 'https://evil.example/', '--service', 'payments', '--json');
+    expect(r.code).toBe(0);
+    const d = JSON.parse(r.out);
+    expect(d).toMatchObject({
+      result: 'reported',
+      reason: 'host_not_allowed',
+      service: 'payments',
+      mode: 'report',
+    });
+  });
+
+  it('checks a dialled address against the special-purpose rule', async () => {
+    const r = await run('check', example, 'https://b.s3.eu-west-1.amazonaws.com/', '--address', '10.0.0.8');
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(/private_address/);
+  });
+
+  it.each([
+    [['check', example, 'not a url'], /neither a URL nor host:port/],
+    [['check', example, 'ftp://x.example/'], /unsupported scheme "ftp"/],
+    [['check', example, 'https://x.example/', '--service', 'nope'], /no service "nope"/],
+    [['check', example, 'https://x.example/', '--bogus'], /Unknown option '--bogus'/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+  ])('bad input %j gets one line and exit 1', async (argv, message) => {
+    const r = await run(...argv);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(message);
+    expect(r.err).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('egress-guard schema', () => {
+  it('prints the JSON Schema', async () => {
+    const r = await run('schema');
+    expect(JSON.parse(r.out).title).toMatch(/egress-guard policy/);
+  });
+});
+
+describe('the built command', () => {
+  const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+  it('runs as a process: unreadable YAML is one line, no stack', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-cli-'));
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'version: 1\nallow: [\n');
+    const r = await promisify(execFile)(process.execPath, [bin, 'lint', file]).catch((e) => e);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/bad\.yaml:\d+:\d+/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});

@@ -1,0 +1,268 @@
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseClientHello } from '../../src/sniff/index.js';
+import { captureRealHellos } from './helpers/capture.js';
+import {
+  alpnExt,
+  buildClientHello,
+  ext,
+  frame,
+  keyShareExt,
+  modernHello,
+  sniExt,
+  supportedVersionsExt,
+  unframe,
+} from './helpers/hello-builder.js';
+import { referenceParse } from './helpers/reference.js';
+
+const RUNS = 2000;
+const REASONS = new Set(['not_tls', 'malformed', 'too_large', 'unsupported_version']);
+const HOST = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$/;
+
+let seeds: Buffer[];
+
+beforeAll(async () => {
+  const real = [...(await captureRealHellos()).values()].map((c) => c.bytes);
+  const handBuilt = [
+    frame(modernHello('ech.example', [ext(0xfe0d, Buffer.alloc(64, 1))])),
+    frame(modernHello(undefined, [sniExt('a.example', 'b.example')])),
+    frame(modernHello('padded.example', [ext(0x15, Buffer.alloc(300))]), [7, 100, 3]),
+    frame(modernHello('tiny-records.example'), [1, 1, 1, 1, 1]),
+    frame(
+      buildClientHello({
+        extensions: [sniExt('pq.example'), alpnExt('h2'), supportedVersionsExt(0x0304), keyShareExt(0x11ec, 1216)],
+      }),
+    ),
+    frame(buildClientHello({ legacyVersion: 0x0301, extensions: null })),
+  ];
+  seeds = [...real, ...handBuilt];
+});
+
+/** Every invariant an answer must keep, whatever the input. */
+function checkInvariants(buf: Buffer, maxBytes = 16384): void {
+  const r = parseClientHello(buf, maxBytes);
+  expect(['need-more', 'ok', 'error']).toContain(r.status);
+  if (r.status === 'error') {
+    expect(REASONS.has(r.reason)).toBe(true);
+    expect(r.detail.length).toBeGreaterThan(0);
+    return;
+  }
+  if (r.status !== 'ok') return;
+  expect(r.consumed).toBeLessThanOrEqual(buf.length);
+  expect(r.consumed).toBeLessThanOrEqual(maxBytes);
+  // Records, headers and body add up exactly: nothing was skipped or read twice.
+  expect(r.consumed).toBe(r.hello.records * 5 + 4 + r.hello.helloLength);
+  expect(parseClientHello(buf, maxBytes)).toEqual(r);
+  expect(parseClientHello(buf.subarray(0, r.consumed), maxBytes)).toEqual(r);
+  // A truncated hello is never ok.
+  for (const k of [0, 1, 5, r.consumed >> 1, r.consumed - 1]) {
+    if (k < r.consumed) expect(parseClientHello(buf.subarray(0, k), maxBytes).status).not.toBe('ok');
+  }
+  if (r.hello.serverName !== undefined) {
+    expect(r.hello.serverName).toMatch(HOST);
+    expect(r.hello.serverNameCount).toBeGreaterThan(0);
+  }
+  for (const p of r.hello.alpn) expect(p.length).toBeGreaterThan(0);
+}
+
+/** Offsets and widths of the length fields of a single-record hello, found by a trusting walk. */
+function lengthFields(bytes: Buffer): [number, number][] {
+  const fields: [number, number][] = [
+    [3, 2],
+    [6, 3],
+  ];
+  let p = 5 + 4 + 2 + 32;
+  const at = (n: number) => (p + n <= bytes.length ? true : false);
+  if (!at(1)) return fields;
+  fields.push([p, 1]);
+  p += 1 + bytes[p]!;
+  if (!at(2)) return fields;
+  fields.push([p, 2]);
+  p += 2 + bytes.readUInt16BE(p);
+  if (!at(1)) return fields;
+  fields.push([p, 1]);
+  p += 1 + bytes[p]!;
+  if (!at(2)) return fields;
+  fields.push([p, 2]);
+  p += 2;
+  while (at(4)) {
+    const type = bytes.readUInt16BE(p);
+    const len = bytes.readUInt16BE(p + 2);
+    fields.push([p + 2, 2]);
+    // Inner lengths of the extensions the parser reads.
+    if ((type === 0 || type === 0x10) && len >= 2) fields.push([p + 4, 2]);
+    if (type === 0 && len >= 5) fields.push([p + 7, 2]);
+    if (type === 0x10 && len >= 3) fields.push([p + 6, 1]);
+    if (type === 0x2b && len >= 1) fields.push([p + 4, 1]);
+    p += 4 + len;
+  }
+  return fields;
+}
+
+type Mutation =
+  | { kind: 'flip'; pos: number; bit: number }
+  | { kind: 'set'; pos: number; value: number }
+  | { kind: 'length'; which: number; delta: number; absolute: number | undefined }
+  | { kind: 'truncate'; at: number }
+  | { kind: 'insert'; pos: number; value: number }
+  | { kind: 'delete'; pos: number };
+
+const mutation: fc.Arbitrary<Mutation> = fc.oneof(
+  fc.record({ kind: fc.constant('flip' as const), pos: fc.nat(), bit: fc.nat(7) }),
+  fc.record({ kind: fc.constant('set' as const), pos: fc.nat(), value: fc.nat(255) }),
+  fc.record({
+    kind: fc.constant('length' as const),
+    which: fc.nat(),
+    delta: fc.integer({ min: -4, max: 4 }),
+    absolute: fc.option(fc.nat(0xffffff), { nil: undefined }),
+  }),
+  fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
+  fc.record({ kind: fc.constant('insert' as const), pos: fc.nat(), value: fc.nat(255) }),
+  fc.record({ kind: fc.constant('delete' as const), pos: fc.nat() }),
+);
+
+function mutate(original: Buffer, mutations: Mutation[]): Buffer {
+  let b = Buffer.from(original);
+  for (const m of mutations) {
+    if (b.length === 0) break;
+    switch (m.kind) {
+      case 'flip':
+        b[m.pos % b.length]! ^= 1 << m.bit;
+        break;
+      case 'set':
+        b[m.pos % b.length] = m.value;
+        break;
+      case 'length': {
+        const fields = lengthFields(b);
+        const [off, width] = fields[m.which % fields.length]!;
+        if (off + width > b.length) break;
+        const max = 2 ** (8 * width) - 1;
+        const current = b.readUIntBE(off, width);
+        const next = m.absolute === undefined ? current + m.delta : m.absolute % (max + 1);
+        b.writeUIntBE(Math.max(0, Math.min(max, next)), off, width);
+        break;
+      }
+      case 'truncate':
+        b = b.subarray(0, m.at % b.length);
+        break;
+      case 'insert': {
+        const p = m.pos % b.length;
+        b = Buffer.concat([b.subarray(0, p), Buffer.from([m.value]), b.subarray(p)]);
+        break;
+      }
+      case 'delete': {
+        const p = m.pos % b.length;
+        b = Buffer.concat([b.subarray(0, p), b.subarray(p + 1)]);
+        break;
+      }
+    }
+  }
+  return b;
+}
+
+describe('parseClientHello never throws, terminates, and fails closed', () => {
+  it('random bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 3000 }), (bytes) => checkInvariants(Buffer.from(bytes))),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('random bytes behind a plausible record and handshake header', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 600 }),
+        fc.constantFrom(0x0301, 0x0303),
+        fc.integer({ min: 0, max: 700 }),
+        (body, version, declared) => {
+          const message = Buffer.concat([Buffer.from([1, 0, declared >> 8, declared & 0xff]), body]);
+          checkInvariants(frame(message, [], version));
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('mutated real and hand-built hellos: bit flips, byte edits, length-field edits, truncation', () => {
+    fc.assert(
+      fc.property(fc.nat(), fc.array(mutation, { minLength: 1, maxLength: 4 }), (pick, mutations) => {
+        checkInvariants(mutate(seeds[pick % seeds.length]!, mutations));
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('mutated hellos re-framed into several records, with random caps', () => {
+    fc.assert(
+      fc.property(
+        fc.nat(),
+        fc.array(fc.integer({ min: 1, max: 200 }), { maxLength: 8 }),
+        fc.array(mutation, { minLength: 1, maxLength: 3 }),
+        fc.integer({ min: 1, max: 20000 }),
+        (pick, sizes, mutations, maxBytes) => {
+          const message = unframe(seeds[pick % seeds.length]!);
+          checkInvariants(mutate(frame(message, sizes), mutations), maxBytes);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('truncating a valid hello anywhere is never ok', () => {
+    fc.assert(
+      fc.property(fc.nat(), fc.nat(), (pick, at) => {
+        const seed = seeds[pick % seeds.length]!;
+        expect(parseClientHello(seed.subarray(0, at % seed.length)).status).toBe('need-more');
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+describe('differential against read-tls-client-hello on mutated hellos', () => {
+  // read-tls-client-hello decodes names with Node's 'ascii', which drops the top bit of each byte.
+  const stripHighBit = (s: string) => [...s].map((c) => String.fromCharCode(c.charCodeAt(0) & 0x7f)).join('');
+
+  it('when both accept, they agree on SNI and ALPN; what we accept from one record, it accepts', async () => {
+    const tally = { bothOk: 0, onlyReference: 0, neither: 0, timedOut: 0 };
+    await fc.assert(
+      fc.asyncProperty(fc.nat(), fc.array(mutation, { minLength: 1, maxLength: 3 }), async (pick, mutations) => {
+        const bytes = mutate(seeds[pick % seeds.length]!, mutations);
+        const ours = parseClientHello(bytes);
+        const ref = await referenceParse(bytes, 1000);
+        if (!ref.ok && ref.error === 'timed out') tally.timedOut++;
+        // It cannot read a hello without an extensions block (legal before TLS 1.3): see below.
+        if (ours.status === 'ok' && ours.hello.records === 1 && ours.hello.extensionTypes.length > 0) {
+          expect(ref.ok).toBe(true);
+        }
+        if (ours.status === 'ok' && ref.ok) {
+          tally.bothOk++;
+          if (ours.hello.serverNameCount <= 1) expect(ours.hello.serverName).toBe(ref.serverName);
+          expect(ours.hello.alpn.map(stripHighBit)).toEqual(ref.alpn);
+        } else if (ref.ok) {
+          tally.onlyReference++;
+        } else {
+          tally.neither++;
+        }
+      }),
+      { numRuns: 600 },
+    );
+    // The reference is much laxer (see the report), so it accepts many hellos this parser refuses.
+    expect(tally.bothOk).toBeGreaterThan(0);
+  });
+
+  it('divergence: read-tls-client-hello cannot read a hello without an extensions block', async () => {
+    const bytes = frame(buildClientHello({ legacyVersion: 0x0301, extensions: null }));
+    expect(parseClientHello(bytes).status).toBe('ok');
+    expect((await referenceParse(bytes)).ok).toBe(false);
+  });
+
+  it('divergence: read-tls-client-hello strips the top bit of SNI bytes, so a mangled name reads as a clean one', async () => {
+    const name = Buffer.from('allowed.example', 'latin1');
+    name[2] = name[2]! | 0x80; // 'l' becomes 0xec
+    const bytes = frame(modernHello(name.toString('latin1')));
+    expect(parseClientHello(bytes).status).toBe('error');
+    const ref = await referenceParse(bytes);
+    expect(ref.ok && ref.serverName).toBe('allowed.example');
+  });
+});
