@@ -189,14 +189,16 @@ function parseReportUntil(value: string | undefined): number | undefined {
 
 function collectWarnings(document: PolicyDocument, file: string | undefined): PolicyProblem[] {
   const warnings: PolicyProblem[] = [];
-  const visit = (rules: PolicyDocument['allow'], where: string) =>
-    rules?.forEach((r, i) =>
-      r.hosts?.forEach((h, j) => {
+  const visit = (rules: PolicyDocument['allow'], where: string) => {
+    for (const [i, r] of (rules ?? []).entries()) {
+      for (const [j, h] of (r.hosts ?? []).entries()) {
         const c = compileHostPattern(h);
-        if (c.ok && c.warning)
+        if (c.ok && c.warning) {
           warnings.push({ path: `${where}[${i}].hosts[${j}]`, message: c.warning, file, line: 0, column: 0 });
-      }),
-    );
+        }
+      }
+    }
+  };
   visit(document.allow, 'allow');
   for (const [name, svc] of Object.entries(document.services ?? {}))
     visit(svc.allow, `services.${name}.allow`);

@@ -65,7 +65,11 @@ export function parseClientHello(buf: Buffer, maxBytes = 16384): HelloParse {
   if (first === undefined) return { status: 'need-more' };
   if (first !== CONTENT_HANDSHAKE) return notTlsOrSslv2(buf, first);
 
-  const framed = reassembleFirstHandshake(buf, maxBytes, { msgType: 1, allowTrailing: false, allowAlert: false });
+  const framed = reassembleFirstHandshake(buf, maxBytes, {
+    msgType: 1,
+    allowTrailing: false,
+    allowAlert: false,
+  });
   if (framed.status === 'need-more') return framed;
   if (framed.status === 'error') {
     // allowAlert is off, so 'alert' cannot come back; map it defensively rather than widen the type.

@@ -129,7 +129,11 @@ function checkFirstHeader(
   options: ReassemblyOptions,
 ): HandshakeReassembly | undefined {
   if (type !== CONTENT_HANDSHAKE && !(type === CONTENT_ALERT && options.allowAlert)) {
-    return { status: 'error', reason: 'not_tls', detail: `first byte 0x${hex2(type)} is not a TLS handshake` };
+    return {
+      status: 'error',
+      reason: 'not_tls',
+      detail: `first byte 0x${hex2(type)} is not a TLS handshake`,
+    };
   }
   if (version >> 8 !== 3) {
     return { status: 'error', reason: 'not_tls', detail: `record version 0x${hex4(version)} is not TLS` };

@@ -61,7 +61,8 @@ export function parseHttpHead(buf: Buffer, maxBytes = 16384): HttpHeadParse {
         const early = checkPartialRequestLine(buf.subarray(0, limit));
         if (early) return early;
       }
-      if (buf.length >= maxBytes) return fail('too_large', `request head not complete within ${maxBytes} bytes`);
+      if (buf.length >= maxBytes)
+        return fail('too_large', `request head not complete within ${maxBytes} bytes`);
       return { status: 'need-more' };
     }
     if (lf === pos || buf[lf - 1] !== CR) return fail('malformed', `bare LF at byte ${lf}`);
@@ -198,7 +199,8 @@ function parseAbsoluteForm(target: string): NonNullable<Ok['absoluteUrl']> | str
 
 function parseFieldLine(line: Buffer): { name: string; value: string } | Failure {
   const first = line[0];
-  if (first === SP || first === HTAB) return fail('malformed', 'obs-fold (header line starting with whitespace)');
+  if (first === SP || first === HTAB)
+    return fail('malformed', 'obs-fold (header line starting with whitespace)');
   const colon = line.indexOf(0x3a);
   if (colon <= 0) return fail('malformed', 'header line without a field name and colon');
   for (let i = 0; i < colon; i++) {
@@ -213,7 +215,10 @@ function parseFieldLine(line: Buffer): { name: string; value: string } | Failure
     const c = line[i]!;
     if ((c < SP && c !== HTAB) || c === 0x7f) return fail('malformed', 'control character in a header value');
   }
-  return { name: line.subarray(0, colon).toString('latin1'), value: line.subarray(start, end).toString('latin1') };
+  return {
+    name: line.subarray(0, colon).toString('latin1'),
+    value: line.subarray(start, end).toString('latin1'),
+  };
 }
 
 function isOws(c: number): boolean {

@@ -1,4 +1,10 @@
-import { CONTENT_ALERT, CONTENT_HANDSHAKE, hex2, hex4, reassembleFirstHandshake } from './handshake-records.js';
+import {
+  CONTENT_ALERT,
+  CONTENT_HANDSHAKE,
+  hex2,
+  hex4,
+  reassembleFirstHandshake,
+} from './handshake-records.js';
 
 /** Outcome of {@link parseServerHello}. */
 export type ServerHelloParse =
@@ -39,9 +45,17 @@ export function parseServerHello(buf: Buffer, maxBytes = 16384): ServerHelloPars
   const first = buf[0];
   if (first === undefined) return { status: 'need-more' };
   if (first !== CONTENT_HANDSHAKE && first !== CONTENT_ALERT) {
-    return { status: 'error', reason: 'not_tls', detail: `first byte 0x${hex2(first)} is not a TLS handshake` };
+    return {
+      status: 'error',
+      reason: 'not_tls',
+      detail: `first byte 0x${hex2(first)} is not a TLS handshake`,
+    };
   }
-  const framed = reassembleFirstHandshake(buf, maxBytes, { msgType: 2, allowTrailing: true, allowAlert: true });
+  const framed = reassembleFirstHandshake(buf, maxBytes, {
+    msgType: 2,
+    allowTrailing: true,
+    allowAlert: true,
+  });
   if (framed.status === 'need-more') return framed;
   if (framed.status === 'error') {
     // A server answering with SSL 3.0 is below any floor; report it as unparseable rather than widen the type.

@@ -63,11 +63,14 @@ export function parseSshBanner(
 
     const lf = buf.indexOf(LF, pos);
     if (lf < 0 || lf >= limit) {
-      if (available >= MAX_IDENT) return fail('malformed', `identification line longer than ${MAX_IDENT} bytes`);
+      if (available >= MAX_IDENT)
+        return fail('malformed', `identification line longer than ${MAX_IDENT} bytes`);
       return needMore(buf, maxBytes);
     }
-    if (lf + 1 - pos > MAX_IDENT) return fail('malformed', `identification line longer than ${MAX_IDENT} bytes`);
-    if (lf === pos || buf[lf - 1] !== CR) return fail('malformed', 'identification line does not end in CR LF');
+    if (lf + 1 - pos > MAX_IDENT)
+      return fail('malformed', `identification line longer than ${MAX_IDENT} bytes`);
+    if (lf === pos || buf[lf - 1] !== CR)
+      return fail('malformed', 'identification line does not end in CR LF');
     return parseIdentification(buf.subarray(pos + PREFIX.length, lf - 1), lf + 1);
   }
 }

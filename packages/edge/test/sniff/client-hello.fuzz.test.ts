@@ -30,7 +30,12 @@ beforeAll(async () => {
     frame(modernHello('tiny-records.example'), [1, 1, 1, 1, 1]),
     frame(
       buildClientHello({
-        extensions: [sniExt('pq.example'), alpnExt('h2'), supportedVersionsExt(0x0304), keyShareExt(0x11ec, 1216)],
+        extensions: [
+          sniExt('pq.example'),
+          alpnExt('h2'),
+          supportedVersionsExt(0x0304),
+          keyShareExt(0x11ec, 1216),
+        ],
       }),
     ),
     frame(buildClientHello({ legacyVersion: 0x0301, extensions: null })),
@@ -72,7 +77,7 @@ function lengthFields(bytes: Buffer): [number, number][] {
     [6, 3],
   ];
   let p = 5 + 4 + 2 + 32;
-  const at = (n: number) => (p + n <= bytes.length ? true : false);
+  const at = (n: number) => p + n <= bytes.length;
   if (!at(1)) return fields;
   fields.push([p, 1]);
   p += 1 + bytes[p]!;
@@ -226,25 +231,29 @@ describe('differential against read-tls-client-hello on mutated hellos', () => {
   it('when both accept, they agree on SNI and ALPN; what we accept from one record, it accepts', async () => {
     const tally = { bothOk: 0, onlyReference: 0, neither: 0, timedOut: 0 };
     await fc.assert(
-      fc.asyncProperty(fc.nat(), fc.array(mutation, { minLength: 1, maxLength: 3 }), async (pick, mutations) => {
-        const bytes = mutate(seeds[pick % seeds.length]!, mutations);
-        const ours = parseClientHello(bytes);
-        const ref = await referenceParse(bytes, 1000);
-        if (!ref.ok && ref.error === 'timed out') tally.timedOut++;
-        // It cannot read a hello without an extensions block (legal before TLS 1.3): see below.
-        if (ours.status === 'ok' && ours.hello.records === 1 && ours.hello.extensionTypes.length > 0) {
-          expect(ref.ok).toBe(true);
-        }
-        if (ours.status === 'ok' && ref.ok) {
-          tally.bothOk++;
-          if (ours.hello.serverNameCount <= 1) expect(ours.hello.serverName).toBe(ref.serverName);
-          expect(ours.hello.alpn.map(stripHighBit)).toEqual(ref.alpn);
-        } else if (ref.ok) {
-          tally.onlyReference++;
-        } else {
-          tally.neither++;
-        }
-      }),
+      fc.asyncProperty(
+        fc.nat(),
+        fc.array(mutation, { minLength: 1, maxLength: 3 }),
+        async (pick, mutations) => {
+          const bytes = mutate(seeds[pick % seeds.length]!, mutations);
+          const ours = parseClientHello(bytes);
+          const ref = await referenceParse(bytes, 1000);
+          if (!ref.ok && ref.error === 'timed out') tally.timedOut++;
+          // It cannot read a hello without an extensions block (legal before TLS 1.3): see below.
+          if (ours.status === 'ok' && ours.hello.records === 1 && ours.hello.extensionTypes.length > 0) {
+            expect(ref.ok).toBe(true);
+          }
+          if (ours.status === 'ok' && ref.ok) {
+            tally.bothOk++;
+            if (ours.hello.serverNameCount <= 1) expect(ours.hello.serverName).toBe(ref.serverName);
+            expect(ours.hello.alpn.map(stripHighBit)).toEqual(ref.alpn);
+          } else if (ref.ok) {
+            tally.onlyReference++;
+          } else {
+            tally.neither++;
+          }
+        },
+      ),
       { numRuns: 600 },
     );
     // The reference is much laxer (see the report), so it accepts many hellos this parser refuses.

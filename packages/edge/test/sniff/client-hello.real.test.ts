@@ -46,7 +46,8 @@ const EXPECTED: Record<string, { sni: string | undefined; alpn: string[]; max: n
 
 describe('ClientHellos captured from real clients', () => {
   it('captured every required client', () => {
-    for (const name of Object.keys(EXPECTED)) expect(captures.get(name)?.bytes.length ?? 0).toBeGreaterThan(100);
+    for (const name of Object.keys(EXPECTED))
+      expect(captures.get(name)?.bytes.length ?? 0).toBeGreaterThan(100);
   });
 
   it.each(Object.entries(EXPECTED))('%s: SNI, ALPN and version', (name, want) => {
@@ -66,23 +67,15 @@ describe('ClientHellos captured from real clients', () => {
   });
 
   it('openssl -tls1_1 (SECLEVEL=0): a TLS 1.0/1.1-only client has effectiveMaxVersion 0x0302', () => {
-    // Some openssl builds refuse TLS 1.1 outright; the hand-built case in client-hello.test.ts covers that.
+    // Debian's OpenSSL 3.0 sends a TLS 1.1 hello at SECLEVEL=0; CI installs that openssl.
     const c = captures.get('openssl-tls1_1');
+    expect(c, 'openssl sent no TLS 1.1 hello').toBeDefined();
     if (!c) return;
     const hello = okHello(c.bytes);
     expect(hello.serverName).toBe('old.example.test');
     expect(hello.legacyVersion).toBe(0x0302);
     expect(hello.supportedVersions).toEqual([]);
     expect(effectiveMaxVersion(hello)).toBe(0x0302);
-  });
-
-  it('reports what this openssl does with -groups X25519MLKEM768', () => {
-    // OpenSSL 3.0 has no ML-KEM, so this usually sends nothing; the PQ-sized hello is then hand-built.
-    const c = captures.get('openssl-pq');
-    if (!c) return;
-    const hello = okHello(c.bytes);
-    expect(hello.serverName).toBe('pq.example.test');
-    expect(c.bytes.length).toBeGreaterThan(1200);
   });
 
   it('every strict prefix of every capture is need-more, and trailing data is not consumed', () => {

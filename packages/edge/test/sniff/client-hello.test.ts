@@ -28,7 +28,14 @@ function reason(bytes: Buffer, maxBytes?: number): string {
   return r.status === 'error' ? r.reason : r.status;
 }
 
-const ECH_PAYLOAD = Buffer.concat([u8(0), u16(1), u16(1), u8(7), vec16(Buffer.alloc(32, 9)), vec16(Buffer.alloc(180, 3))]);
+const ECH_PAYLOAD = Buffer.concat([
+  u8(0),
+  u16(1),
+  u16(1),
+  u8(7),
+  vec16(Buffer.alloc(32, 9)),
+  vec16(Buffer.alloc(180, 3)),
+]);
 
 describe('parseClientHello: hand-built hellos', () => {
   it('ECH: extension 0xfe0d sets hasEch, and the SNI is the outer (public) name', () => {
@@ -61,7 +68,12 @@ describe('parseClientHello: hand-built hellos', () => {
   });
 
   it('skips a non-host_name entry by its length', () => {
-    const list = Buffer.concat([u8(7), vec16(Buffer.from('whatever')), u8(0), vec16(Buffer.from('a.example'))]);
+    const list = Buffer.concat([
+      u8(7),
+      vec16(Buffer.from('whatever')),
+      u8(0),
+      vec16(Buffer.from('a.example')),
+    ]);
     const hello = ok(frame(modernHello(undefined, [ext(0, vec16(list))])));
     expect(hello.serverName).toBe('a.example');
     expect(hello.serverNameCount).toBe(1);
@@ -69,7 +81,11 @@ describe('parseClientHello: hand-built hellos', () => {
 
   it('TLS 1.0/1.1-only client (no supported_versions): effectiveMaxVersion is client_version', () => {
     const bytes = frame(
-      buildClientHello({ legacyVersion: 0x0302, cipherSuites: [0xc014, 0x002f], extensions: [sniExt('old.example')] }),
+      buildClientHello({
+        legacyVersion: 0x0302,
+        cipherSuites: [0xc014, 0x002f],
+        extensions: [sniExt('old.example')],
+      }),
     );
     const hello = ok(bytes);
     expect(hello.legacyVersion).toBe(0x0302);
@@ -100,7 +116,8 @@ describe('parseClientHello: hand-built hellos', () => {
     });
     const bytes = frame(pq);
     expect(bytes.length).toBeGreaterThan(1500);
-    for (let k = 0; k < bytes.length; k += 536) expect(parseClientHello(bytes.subarray(0, k)).status).toBe('need-more');
+    for (let k = 0; k < bytes.length; k += 536)
+      expect(parseClientHello(bytes.subarray(0, k)).status).toBe('need-more');
     const hello = ok(bytes);
     expect(hello.serverName).toBe('pq.example');
     expect(hello.helloLength).toBe(pq.length - 4);
@@ -127,27 +144,51 @@ describe('parseClientHello: what must be refused', () => {
     ['record version 0x0300 (SSL 3.0)', frame(good, [], 0x0300), 'unsupported_version'],
     ['record version 0x0200', frame(good, [], 0x0200), 'not_tls'],
     ['record version 0x0305', frame(good, [], 0x0305), 'not_tls'],
-    ['client_version 0x0300', frame(buildClientHello({ legacyVersion: 0x0300, extensions: null })), 'unsupported_version'],
+    [
+      'client_version 0x0300',
+      frame(buildClientHello({ legacyVersion: 0x0300, extensions: null })),
+      'unsupported_version',
+    ],
     ['client_version 0x0200', frame(buildClientHello({ legacyVersion: 0x0200 })), 'malformed'],
-    ['empty first handshake record', Buffer.concat([record(22, 0x0301, Buffer.alloc(0)), frame(good)]), 'malformed'],
+    [
+      'empty first handshake record',
+      Buffer.concat([record(22, 0x0301, Buffer.alloc(0)), frame(good)]),
+      'malformed',
+    ],
     [
       'empty handshake record between fragments',
-      Buffer.concat([frame(good.subarray(0, 50)), record(22, 0x0301, Buffer.alloc(0)), frame(good.subarray(50))]),
+      Buffer.concat([
+        frame(good.subarray(0, 50)),
+        record(22, 0x0301, Buffer.alloc(0)),
+        frame(good.subarray(50)),
+      ]),
       'malformed',
     ],
     [
       'ChangeCipherSpec interleaved before the hello completes',
-      Buffer.concat([frame(good.subarray(0, 50)), record(20, 0x0301, Buffer.from([1])), frame(good.subarray(50))]),
+      Buffer.concat([
+        frame(good.subarray(0, 50)),
+        record(20, 0x0301, Buffer.from([1])),
+        frame(good.subarray(50)),
+      ]),
       'malformed',
     ],
     [
       'alert interleaved before the hello completes',
-      Buffer.concat([frame(good.subarray(0, 50)), record(21, 0x0301, Buffer.from([1, 0])), frame(good.subarray(50))]),
+      Buffer.concat([
+        frame(good.subarray(0, 50)),
+        record(21, 0x0301, Buffer.from([1, 0])),
+        frame(good.subarray(50)),
+      ]),
       'malformed',
     ],
     [
       'application data interleaved',
-      Buffer.concat([frame(good.subarray(0, 3)), record(23, 0x0301, Buffer.from([1])), frame(good.subarray(3))]),
+      Buffer.concat([
+        frame(good.subarray(0, 3)),
+        record(23, 0x0301, Buffer.from([1])),
+        frame(good.subarray(3)),
+      ]),
       'malformed',
     ],
     [
@@ -156,12 +197,24 @@ describe('parseClientHello: what must be refused', () => {
       'malformed',
     ],
     ['record longer than 2^14', Buffer.from('1603014001', 'hex'), 'malformed'],
-    ['handshake type 2 (ServerHello) from a client', frame(Buffer.concat([u8(2), good.subarray(1)])), 'malformed'],
+    [
+      'handshake type 2 (ServerHello) from a client',
+      frame(Buffer.concat([u8(2), good.subarray(1)])),
+      'malformed',
+    ],
     ['handshake type 2 seen in a 1-byte partial record', Buffer.from('160301000502', 'hex'), 'malformed'],
     ['declared hello longer than the cap', Buffer.from('1603010200010100ff', 'hex'), 'too_large'],
-    ['trailing handshake bytes in the last record', frame(Buffer.concat([good, Buffer.from([0x14, 0, 0, 0])])), 'malformed'],
+    [
+      'trailing handshake bytes in the last record',
+      frame(Buffer.concat([good, Buffer.from([0x14, 0, 0, 0])])),
+      'malformed',
+    ],
     ['session_id of 33 bytes', frame(buildClientHello({ sessionId: Buffer.alloc(33) })), 'malformed'],
-    ['odd cipher_suites length', bodyBytes(Buffer.concat([goodBody.subarray(0, 67), u16(3), Buffer.alloc(3)])), 'malformed'],
+    [
+      'odd cipher_suites length',
+      bodyBytes(Buffer.concat([goodBody.subarray(0, 67), u16(3), Buffer.alloc(3)])),
+      'malformed',
+    ],
     ['no cipher suites', frame(buildClientHello({ cipherSuites: [] })), 'malformed'],
     ['compression without null', frame(buildClientHello({ compression: [1] })), 'malformed'],
     [
@@ -171,12 +224,28 @@ describe('parseClientHello: what must be refused', () => {
     ],
     ['body truncated inside random', bodyBytes(goodBody.subarray(0, 20)), 'malformed'],
     ['extensions length one short', bodyBytes(Buffer.concat([goodBody, Buffer.from([0])])), 'malformed'],
-    ['duplicate extension', withExtensions(sniExt('a.example'), alpnExt('h2'), alpnExt('http/1.1')), 'malformed'],
+    [
+      'duplicate extension',
+      withExtensions(sniExt('a.example'), alpnExt('h2'), alpnExt('http/1.1')),
+      'malformed',
+    ],
     ['duplicate server_name', withExtensions(sniExt('a.example'), sniExt('b.example')), 'malformed'],
     ['pre_shared_key not last', withExtensions(ext(0x29, Buffer.alloc(8)), sniExt('a.example')), 'malformed'],
-    ['extension overruns the hello', withExtensions(Buffer.concat([u16(0x15), u16(100), Buffer.alloc(10)])), 'malformed'],
-    ['server_name list length mismatch', withExtensions(ext(0, Buffer.concat([u16(20), u8(0), vec16(Buffer.from('a.b'))]))), 'malformed'],
-    ['server_name entry overruns', withExtensions(ext(0, vec16(Buffer.concat([u8(0), u16(50), Buffer.from('a.b')])))), 'malformed'],
+    [
+      'extension overruns the hello',
+      withExtensions(Buffer.concat([u16(0x15), u16(100), Buffer.alloc(10)])),
+      'malformed',
+    ],
+    [
+      'server_name list length mismatch',
+      withExtensions(ext(0, Buffer.concat([u16(20), u8(0), vec16(Buffer.from('a.b'))]))),
+      'malformed',
+    ],
+    [
+      'server_name entry overruns',
+      withExtensions(ext(0, vec16(Buffer.concat([u8(0), u16(50), Buffer.from('a.b')])))),
+      'malformed',
+    ],
     ['empty server_name list', withExtensions(ext(0, vec16(Buffer.alloc(0)))), 'malformed'],
     ['empty server_name extension', withExtensions(ext(0, Buffer.alloc(0))), 'malformed'],
     ['empty host name', withExtensions(sniExt('')), 'malformed'],
@@ -190,10 +259,18 @@ describe('parseClientHello: what must be refused', () => {
     ['host name with a leading dot', withExtensions(sniExt('.a.example')), 'malformed'],
     ['label of 64 characters', withExtensions(sniExt(`${'a'.repeat(64)}.example`)), 'malformed'],
     ['name of 254 characters', withExtensions(sniExt(`${'a.'.repeat(126)}ab`)), 'malformed'],
-    ['ALPN list length mismatch', withExtensions(ext(0x10, Buffer.concat([u16(9), vec8(Buffer.from('h2'))]))), 'malformed'],
+    [
+      'ALPN list length mismatch',
+      withExtensions(ext(0x10, Buffer.concat([u16(9), vec8(Buffer.from('h2'))]))),
+      'malformed',
+    ],
     ['empty ALPN list', withExtensions(ext(0x10, vec16(Buffer.alloc(0)))), 'malformed'],
     ['empty ALPN protocol', withExtensions(alpnExt('h2', '')), 'malformed'],
-    ['ALPN name overruns', withExtensions(ext(0x10, vec16(Buffer.concat([u8(9), Buffer.from('h2')])))), 'malformed'],
+    [
+      'ALPN name overruns',
+      withExtensions(ext(0x10, vec16(Buffer.concat([u8(9), Buffer.from('h2')])))),
+      'malformed',
+    ],
     ['supported_versions odd', withExtensions(ext(0x2b, vec8(Buffer.from([3, 4, 3])))), 'malformed'],
     ['supported_versions length mismatch', withExtensions(ext(0x2b, Buffer.from([4, 3, 4]))), 'malformed'],
     ['empty supported_versions', withExtensions(ext(0x2b, vec8(Buffer.alloc(0)))), 'malformed'],
@@ -215,7 +292,10 @@ describe('parseClientHello: what must be refused', () => {
     expect(reason(bytes, bytes.length - 1)).toBe('too_large');
     expect(reason(bytes, bytes.length)).toBe('ok');
     // The header declares a normal length but the records never finish the message under the cap.
-    const oneByteRecords = frame(modernHello('a.example', [ext(0x15, Buffer.alloc(4000))]), new Array(5000).fill(1));
+    const oneByteRecords = frame(
+      modernHello('a.example', [ext(0x15, Buffer.alloc(4000))]),
+      new Array(5000).fill(1),
+    );
     // Six bytes per record: after 2729 records (16374 bytes) one more still fits under 16384 ...
     expect(reason(oneByteRecords.subarray(0, 16374))).toBe('need-more');
     // ... after 2730 it cannot, so waiting is pointless even before the cap's worth of bytes arrived.

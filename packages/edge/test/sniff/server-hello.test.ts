@@ -138,7 +138,9 @@ describe('parseServerHello: hand-built answers', () => {
   const tls13 = serverHello({ extensions: [serverVersion(0x0304), ext(0x33, Buffer.alloc(36))] });
 
   it('TLS 1.2 ServerHello without supported_versions: server_version', () => {
-    const r = parseServerHello(frame(serverHello({ cipher: 0xc02f, extensions: [alpnExt('h2')] }), [], 0x0303));
+    const r = parseServerHello(
+      frame(serverHello({ cipher: 0xc02f, extensions: [alpnExt('h2')] }), [], 0x0303),
+    );
     expect(r).toEqual({ status: 'ok', selectedVersion: 0x0303, cipherSuite: 0xc02f, alpn: 'h2' });
   });
 
@@ -154,7 +156,10 @@ describe('parseServerHello: hand-built answers', () => {
   });
 
   it('a hand-built HelloRetryRequest', () => {
-    const hrr = serverHello({ random: HRR_RANDOM, extensions: [serverVersion(0x0304), ext(0x33, u16(0x1d))] });
+    const hrr = serverHello({
+      random: HRR_RANDOM,
+      extensions: [serverVersion(0x0304), ext(0x33, u16(0x1d))],
+    });
     expect(parseServerHello(frame(hrr, [], 0x0303))).toEqual({
       status: 'ok',
       selectedVersion: 0x0304,
@@ -170,21 +175,37 @@ describe('parseServerHello: hand-built answers', () => {
     { name: 'alert first', bytes: alert(2, 40), reason: 'alert' },
     {
       name: 'alert between fragments',
-      bytes: Buffer.concat([frame(tls13.subarray(0, 10), [], 0x0303), alert(2, 80), frame(tls13.subarray(10), [], 0x0303)]),
+      bytes: Buffer.concat([
+        frame(tls13.subarray(0, 10), [], 0x0303),
+        alert(2, 80),
+        frame(tls13.subarray(10), [], 0x0303),
+      ]),
       reason: 'alert',
     },
     { name: 'alert of length 3', bytes: record(21, 0x0303, Buffer.from([2, 40, 0])), reason: 'malformed' },
     { name: 'record version 0x0300', bytes: frame(tls13, [], 0x0300), reason: 'malformed' },
-    { name: 'Certificate before ServerHello', bytes: frame(Buffer.from([11, 0, 0, 3, 0, 0, 0])), reason: 'malformed' },
+    {
+      name: 'Certificate before ServerHello',
+      bytes: frame(Buffer.from([11, 0, 0, 3, 0, 0, 0])),
+      reason: 'malformed',
+    },
     { name: 'empty handshake record', bytes: record(22, 0x0303, Buffer.alloc(0)), reason: 'malformed' },
     {
       name: 'CCS between fragments',
-      bytes: Buffer.concat([frame(tls13.subarray(0, 10), [], 0x0303), record(20, 0x0303, u8(1)), frame(tls13.subarray(10), [], 0x0303)]),
+      bytes: Buffer.concat([
+        frame(tls13.subarray(0, 10), [], 0x0303),
+        record(20, 0x0303, u8(1)),
+        frame(tls13.subarray(10), [], 0x0303),
+      ]),
       reason: 'malformed',
     },
     { name: 'declared too large', bytes: Buffer.from('160303000402ffffff', 'hex'), reason: 'too_large' },
     { name: 'compression 1', bytes: frame(serverHello({ compression: 1 })), reason: 'malformed' },
-    { name: 'session_id 33', bytes: frame(serverHello({ sessionId: Buffer.alloc(33) })), reason: 'malformed' },
+    {
+      name: 'session_id 33',
+      bytes: frame(serverHello({ sessionId: Buffer.alloc(33) })),
+      reason: 'malformed',
+    },
     { name: 'server_version 0x0200', bytes: frame(serverHello({ version: 0x0200 })), reason: 'malformed' },
     {
       name: 'supported_versions of 3 bytes',
@@ -196,13 +217,21 @@ describe('parseServerHello: hand-built answers', () => {
       bytes: frame(serverHello({ extensions: [serverVersion(0x0303)] })),
       reason: 'malformed',
     },
-    { name: 'supported_versions selecting GREASE', bytes: frame(serverHello({ extensions: [serverVersion(0x7a7a)] })), reason: 'malformed' },
+    {
+      name: 'supported_versions selecting GREASE',
+      bytes: frame(serverHello({ extensions: [serverVersion(0x7a7a)] })),
+      reason: 'malformed',
+    },
     {
       name: 'ALPN with two protocols',
       bytes: frame(serverHello({ extensions: [alpnExt('h2', 'http/1.1')] })),
       reason: 'malformed',
     },
-    { name: 'empty ALPN', bytes: frame(serverHello({ extensions: [ext(0x10, vec16(u8(0)))] })), reason: 'malformed' },
+    {
+      name: 'empty ALPN',
+      bytes: frame(serverHello({ extensions: [ext(0x10, vec16(u8(0)))] })),
+      reason: 'malformed',
+    },
     {
       name: 'duplicate supported_versions',
       bytes: frame(serverHello({ extensions: [serverVersion(0x0304), serverVersion(0x0303)] })),
@@ -254,7 +283,9 @@ describe('parseServerHello never throws and fails closed', () => {
       // Cutting inside the first record can never be ok: the hello is read from whole records.
       if (buf.length >= 5) {
         const firstEnd = 5 + buf.readUInt16BE(3);
-        expect(parseServerHello(buf.subarray(0, Math.min(firstEnd, buf.length) - 1), maxBytes).status).not.toBe('ok');
+        expect(
+          parseServerHello(buf.subarray(0, Math.min(firstEnd, buf.length) - 1), maxBytes).status,
+        ).not.toBe('ok');
       }
     }
   };

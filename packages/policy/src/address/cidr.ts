@@ -43,7 +43,13 @@ export function parseCidr(input: string): Cidr {
     }
   } else {
     ip = parseIpLiteral(addressText);
-    if (ip === undefined || ip.family !== 4) {
+    if (ip?.family === 6) {
+      // Only a Unicode spelling (`：：１`) gets here: ASCII IPv6 always contains `:`.
+      throw new RangeError(
+        `${quoted} spells an IPv6 address unusually: write it in ASCII, e.g. ${ip.canonical}`,
+      );
+    }
+    if (ip === undefined) {
       throw new RangeError(
         `${quoted} is not a CIDR: expected an IPv4 or IPv6 address such as 10.0.0.0/8 or 2001:db8::/32`,
       );
@@ -95,8 +101,8 @@ export function parseCidr(input: string): Cidr {
  */
 export function cidrContains(cidr: Cidr, ip: IpAddress): boolean {
   assertCidr(cidr);
-  const address = unmapIpv4(ip);
-  if (address.family !== cidr.family || address.bytes.length !== cidr.bytes.length) return false;
+  const address = unmapIpv4(assertIp(ip));
+  if (address.family !== cidr.family) return false;
   const whole = cidr.prefix >>> 3;
   for (let i = 0; i < whole; i += 1) if (address.bytes[i] !== cidr.bytes[i]) return false;
   const rest = cidr.prefix & 7;
@@ -110,6 +116,14 @@ interface Entry<T> {
   readonly value: T;
 }
 
+/** The ranges of one prefix length, keyed by their network: a masked number for IPv4, `v6Key` for IPv6. */
+interface Level<K, T> {
+  readonly prefix: number;
+  readonly buckets: Map<K, Entry<T>[]>;
+  /** IPv6 prefixes over 32 bits: the networks' first 32 bits, so most misses cost no string key. */
+  readonly heads: Set<number>;
+}
+
 /**
  * Maps address ranges to values, answering "which values' ranges contain this address" in time
  * proportional to the number of distinct prefix lengths used, not the number of ranges: per family, one
@@ -117,12 +131,9 @@ interface Entry<T> {
  * Built once per policy, queried on every request.
  */
 export class CidrIndex<T> {
-  // IPv4 keys are the masked address as an unsigned 32-bit number.
-  private readonly v4 = new Map<number, Map<number, Entry<T>[]>>();
-  // IPv6 keys are the masked address as hex text, one character per 4 bits of prefix.
-  private readonly v6 = new Map<number, Map<string, Entry<T>[]>>();
-  private v4Prefixes: number[] = [];
-  private v6Prefixes: number[] = [];
+  // Levels sorted by prefix length, longest first.
+  private v4: Level<number, T>[] = [];
+  private v6: Level<number | string, T>[] = [];
   private count = 0;
 
   /**
@@ -140,22 +151,15 @@ export class CidrIndex<T> {
     }
     const entry: Entry<T> = { seq: this.count, value };
     this.count += 1;
+    const head = bytesToUint32(cidr.bytes);
     if (cidr.family === 4) {
-      let buckets = this.v4.get(cidr.prefix);
-      if (buckets === undefined) {
-        buckets = new Map();
-        this.v4.set(cidr.prefix, buckets);
-        this.v4Prefixes = [...this.v4.keys()].sort((a, b) => b - a);
-      }
-      pushEntry(buckets, bytesToUint32(cidr.bytes), entry);
+      this.v4 = withLevel(this.v4, cidr.prefix);
+      pushEntry(findLevel(this.v4, cidr.prefix), head, entry);
     } else {
-      let buckets = this.v6.get(cidr.prefix);
-      if (buckets === undefined) {
-        buckets = new Map();
-        this.v6.set(cidr.prefix, buckets);
-        this.v6Prefixes = [...this.v6.keys()].sort((a, b) => b - a);
-      }
-      pushEntry(buckets, v6Key(bytesToHex(cidr.bytes), cidr.prefix), entry);
+      this.v6 = withLevel(this.v6, cidr.prefix);
+      const level = findLevel(this.v6, cidr.prefix);
+      level.heads.add(head);
+      pushEntry(level, v6Key(cidr.bytes, cidr.prefix), entry);
     }
   }
 
@@ -164,24 +168,27 @@ export class CidrIndex<T> {
    * looked up as its IPv4 address). Empty when none does.
    */
   lookup(ip: IpAddress): T[] {
-    const address = unmapIpv4(ip);
-    const hits: Entry<T>[][] = [];
-    if (address.family === 4) {
-      const n = bytesToUint32(address.bytes);
-      for (const prefix of this.v4Prefixes) {
-        const hit = this.v4.get(prefix)!.get(maskUint32(n, prefix));
-        if (hit !== undefined) hits.push(hit);
-      }
-    } else {
-      const hex = bytesToHex(address.bytes);
-      for (const prefix of this.v6Prefixes) {
-        const hit = this.v6.get(prefix)!.get(v6Key(hex, prefix));
-        if (hit !== undefined) hits.push(hit);
+    const address = unmapIpv4(assertIp(ip));
+    const head = bytesToUint32(address.bytes);
+    let first: Entry<T>[] | undefined;
+    let all: Entry<T>[] | undefined;
+    const levels: ReadonlyArray<Level<number | string, T>> = address.family === 4 ? this.v4 : this.v6;
+    for (const level of levels) {
+      const prefix = level.prefix;
+      let hit: Entry<T>[] | undefined;
+      if (address.family === 4 || prefix <= 32) hit = level.buckets.get(maskUint32(head, prefix));
+      else if (level.heads.has(head)) hit = level.buckets.get(v6Key(address.bytes, prefix));
+      if (hit === undefined) continue;
+      if (first === undefined) {
+        first = hit;
+      } else {
+        // Several buckets hit: gather their entries and restore insertion order below.
+        all ??= first.slice();
+        for (const entry of hit) all.push(entry);
       }
     }
-    if (hits.length === 0) return [];
-    // Each bucket is already in insertion order; only entries from several buckets need merging.
-    const entries = hits.length === 1 ? hits[0]! : hits.flat().sort((x, y) => x.seq - y.seq);
+    if (first === undefined) return [];
+    const entries = all === undefined ? first : all.sort((x, y) => x.seq - y.seq);
     return entries.map((entry) => entry.value);
   }
 
@@ -191,9 +198,21 @@ export class CidrIndex<T> {
   }
 }
 
-function pushEntry<K, T>(buckets: Map<K, Entry<T>[]>, key: K, entry: Entry<T>): void {
-  const bucket = buckets.get(key);
-  if (bucket === undefined) buckets.set(key, [entry]);
+/** `levels` with a level for `prefix`, still sorted longest first (a new array only when one is added). */
+function withLevel<K, T>(levels: Level<K, T>[], prefix: number): Level<K, T>[] {
+  if (levels.some((level) => level.prefix === prefix)) return levels;
+  return [...levels, { prefix, buckets: new Map<K, Entry<T>[]>(), heads: new Set<number>() }].sort(
+    (a, b) => b.prefix - a.prefix,
+  );
+}
+
+function findLevel<K, T>(levels: Level<K, T>[], prefix: number): Level<K, T> {
+  return levels.find((level) => level.prefix === prefix)!;
+}
+
+function pushEntry<K, T>(level: Level<K, T>, key: K, entry: Entry<T>): void {
+  const bucket = level.buckets.get(key);
+  if (bucket === undefined) level.buckets.set(key, [entry]);
   else bucket.push(entry);
 }
 
@@ -206,6 +225,14 @@ function assertCidr(cidr: Cidr): void {
   if (!Number.isInteger(cidr.prefix) || cidr.prefix < 0 || cidr.prefix > length * 8) {
     throw new RangeError(`CIDR ${cidr.text} has an invalid prefix length ${cidr.prefix}`);
   }
+}
+
+/** Rejects a hand-built `IpAddress` whose bytes do not fit its family: a silent miss could skip a deny. */
+function assertIp(ip: IpAddress): IpAddress {
+  if (ip.bytes.length !== (ip.family === 4 ? 4 : ip.family === 6 ? 16 : -1)) {
+    throw new RangeError(`IP address ${ip.canonical} has ${ip.bytes.length} bytes for IPv${ip.family}`);
+  }
+  return ip;
 }
 
 function isMappedPrefix(bytes: Uint8Array): boolean {
@@ -245,17 +272,16 @@ function maskUint32(n: number, prefix: number): number {
 
 const HEX_BYTES = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
-function bytesToHex(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) out += HEX_BYTES[b]!;
-  return out;
-}
-
-/** The first `prefix` bits of a 32-digit hex address: whole digits, then the partial digit masked. */
-function v6Key(hex: string, prefix: number): string {
-  const whole = prefix >>> 2;
-  const rest = prefix & 3;
-  if (rest === 0) return hex.slice(0, whole);
-  const digit = Number.parseInt(hex[whole]!, 16) & ((0xf << (4 - rest)) & 0xf);
-  return hex.slice(0, whole) + digit.toString(16);
+/**
+ * The key of an IPv6 network: its first 32 bits masked as a number up to /32 (no string to build),
+ * otherwise the hex of the bytes the prefix covers, the last one masked.
+ */
+function v6Key(bytes: Uint8Array, prefix: number): number | string {
+  if (prefix <= 32) return maskUint32(bytesToUint32(bytes), prefix);
+  const whole = prefix >>> 3;
+  let key = '';
+  for (let i = 0; i < whole; i += 1) key += HEX_BYTES[bytes[i]!]!;
+  const rest = prefix & 7;
+  if (rest !== 0) key += HEX_BYTES[bytes[whole]! & ((0xff << (8 - rest)) & 0xff)]!;
+  return key;
 }

@@ -150,7 +150,12 @@ function makeAddress(family: 4 | 6, bytes: Uint8Array): IpAddress {
 }
 
 function uint32ToBytes(value: number): Uint8Array {
-  return Uint8Array.of(value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff);
+  const bytes = new Uint8Array(4);
+  bytes[0] = value >>> 24;
+  bytes[1] = value >>> 16;
+  bytes[2] = value >>> 8;
+  bytes[3] = value;
+  return bytes;
 }
 
 /** ASCII without `%`: the common case, parsed as is with no mapping. */
@@ -191,28 +196,25 @@ function parseIpv4(s: string): number | undefined {
   let end = s.length;
   if (end > 0 && s.charCodeAt(end - 1) === DOT) end -= 1;
   if (end === 0) return undefined;
-  const parts: number[] = [];
+  // The parts before the last, packed big-endian as they are read; at most three of them.
+  let head = 0;
+  let headCount = 0;
   let start = 0;
   for (;;) {
     let stop = start;
     while (stop < end && s.charCodeAt(stop) !== DOT) stop += 1;
-    if (parts.length === 4) return undefined;
     const value = parseIpv4Part(s, start, stop);
     if (value < 0) return undefined;
-    parts.push(value);
-    if (stop === end) break;
+    if (stop === end) {
+      // The last part fills the bytes the others left: below 2^32, 2^24, 2^16 or 2^8.
+      if (value >= 256 ** (4 - headCount)) return undefined;
+      return head * 256 ** (4 - headCount) + value;
+    }
+    if (headCount === 3 || value > 0xff) return undefined;
+    head = head * 256 + value;
+    headCount += 1;
     start = stop + 1;
   }
-  const last = parts.length - 1;
-  let result = 0;
-  for (let i = 0; i < last; i += 1) {
-    const part = parts[i]!;
-    if (part > 0xff) return undefined;
-    result += part * 256 ** (3 - i);
-  }
-  const tail = parts[last]!;
-  if (tail >= 256 ** (4 - last)) return undefined;
-  return result + tail;
 }
 
 /** One IPv4 part, or -1. Stops accumulating past 2^32 so no input can overflow into a valid value. */
@@ -251,16 +253,15 @@ function parseIpv6(s: string, start: number, end: number): Uint8Array | undefine
   let pieceIndex = 0;
   let compress = -1;
   let p = start;
-  const at = (i: number): number => (i < end ? s.charCodeAt(i) : -1);
-  if (at(p) === COLON) {
-    if (at(p + 1) !== COLON) return undefined;
+  if (codeAt(s, p, end) === COLON) {
+    if (codeAt(s, p + 1, end) !== COLON) return undefined;
     p += 2;
     pieceIndex += 1;
     compress = pieceIndex;
   }
   while (p < end) {
     if (pieceIndex === 8) return undefined;
-    if (at(p) === COLON) {
+    if (codeAt(s, p, end) === COLON) {
       if (compress !== -1) return undefined;
       p += 1;
       pieceIndex += 1;
@@ -270,23 +271,23 @@ function parseIpv6(s: string, start: number, end: number): Uint8Array | undefine
     let value = 0;
     let digits = 0;
     while (digits < 4) {
-      const digit = hexValue(at(p));
+      const digit = hexValue(codeAt(s, p, end));
       if (digit < 0) break;
       value = value * 16 + digit;
       p += 1;
       digits += 1;
     }
-    if (at(p) === DOT) {
+    if (codeAt(s, p, end) === DOT) {
       if (digits === 0) return undefined;
       p -= digits;
       if (pieceIndex > 6) return undefined;
       let numbersSeen = 0;
       while (p < end) {
         if (numbersSeen > 0) {
-          if (at(p) === DOT && numbersSeen < 4) p += 1;
+          if (codeAt(s, p, end) === DOT && numbersSeen < 4) p += 1;
           else return undefined;
         }
-        let c = at(p);
+        let c = codeAt(s, p, end);
         if (c < 0x30 || c > 0x39) return undefined;
         let octet = -1;
         while (c >= 0x30 && c <= 0x39) {
@@ -297,7 +298,7 @@ function parseIpv6(s: string, start: number, end: number): Uint8Array | undefine
           else octet = octet * 10 + digit;
           if (octet > 255) return undefined;
           p += 1;
-          c = at(p);
+          c = codeAt(s, p, end);
         }
         pieces[pieceIndex] = pieces[pieceIndex]! * 0x100 + octet;
         numbersSeen += 1;
@@ -306,7 +307,7 @@ function parseIpv6(s: string, start: number, end: number): Uint8Array | undefine
       if (numbersSeen !== 4) return undefined;
       break;
     }
-    if (at(p) === COLON) {
+    if (codeAt(s, p, end) === COLON) {
       p += 1;
       if (p === end) return undefined;
     } else if (p < end) {
@@ -335,6 +336,11 @@ function parseIpv6(s: string, start: number, end: number): Uint8Array | undefine
     bytes[i * 2 + 1] = pieces[i]! & 0xff;
   }
   return bytes;
+}
+
+/** The character code at `i`, or -1 at and past `end` (the parsers' end-of-input marker). */
+function codeAt(s: string, i: number, end: number): number {
+  return i < end ? s.charCodeAt(i) : -1;
 }
 
 /**

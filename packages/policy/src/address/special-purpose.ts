@@ -107,7 +107,7 @@ const MAPPED: SpecialRange = Object.freeze({ cidr: '::ffff:0:0/96', name: 'ipv4-
  * Pass the address as it will be dialled, not unmapped: an IPv4-mapped address (`::ffff:a.b.c.d`) is
  * always special-purpose, whatever it embeds, and is named with the embedded address
  * (`ipv4-mapped (127.0.0.1)`). NAT64, 6to4, Teredo and IPv4-compatible addresses name theirs too
- * (`nat64 (127.0.0.1)`, `teredo (client 192.0.2.45)`), since those reach IPv4 hosts through a gateway.
+ * (`nat64 (127.0.0.1)`, `teredo (server 65.54.227.120, client 192.0.2.45)`), since those reach IPv4 hosts through a gateway.
  */
 export function specialPurposeRange(ip: IpAddress): SpecialRange | undefined {
   if (ip.family === 6 && unmapIpv4(ip) !== ip) {

@@ -17,7 +17,10 @@ export interface Capture {
  * The hello is judged complete from the TLS record length alone (not the parser under test), with a time
  * limit as a fallback; then the socket is destroyed and the server closed.
  */
-export async function captureFirstBytes(name: string, client: (port: number) => Promise<unknown>): Promise<Capture> {
+export async function captureFirstBytes(
+  name: string,
+  client: (port: number) => Promise<unknown>,
+): Promise<Capture> {
   const server = net.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -59,7 +62,11 @@ function firstRecordComplete(buf: Buffer): boolean {
 }
 
 /** Runs a command with stdin from /dev/null; resolves with its exit code and output, never rejects. */
-export function run(cmd: string, args: string[], timeoutMs = 5000): Promise<{ code: number | null; output: string }> {
+export function run(
+  cmd: string,
+  args: string[],
+  timeoutMs = 5000,
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
     let output = '';
@@ -100,7 +107,8 @@ export const REAL_CLIENTS: Record<string, (port: number) => Promise<unknown>> = 
       `some.name.test:${port}:127.0.0.1`,
     ]),
   'openssl-default': (port) => openssl(port, ['-servername', 'x.example.test', '-alpn', 'h2,http/1.1']),
-  'openssl-tls1_2': (port) => openssl(port, ['-servername', 'x.example.test', '-alpn', 'h2,http/1.1', '-tls1_2']),
+  'openssl-tls1_2': (port) =>
+    openssl(port, ['-servername', 'x.example.test', '-alpn', 'h2,http/1.1', '-tls1_2']),
   'openssl-no_tls1_3': (port) =>
     openssl(port, ['-servername', 'x.example.test', '-alpn', 'h2,http/1.1', '-no_tls1_3']),
   'openssl-tls1_1': (port) =>
@@ -113,6 +121,8 @@ export const REAL_CLIENTS: Record<string, (port: number) => Promise<unknown>> = 
 
 /** Captures every real client once, in parallel. Clients that sent nothing are left out. */
 export async function captureRealHellos(): Promise<Map<string, Capture>> {
-  const captures = await Promise.all(Object.entries(REAL_CLIENTS).map(([name, c]) => captureFirstBytes(name, c)));
+  const captures = await Promise.all(
+    Object.entries(REAL_CLIENTS).map(([name, c]) => captureFirstBytes(name, c)),
+  );
   return new Map(captures.filter((c) => c.bytes.length > 0).map((c) => [c.name, c]));
 }

@@ -26,9 +26,11 @@ export const supportedVersionsExt = (...versions: number[]) =>
 export const keyShareExt = (group: number, size: number) =>
   ext(0x33, vec16(Buffer.concat([u16(group), vec16(Buffer.alloc(size, 0x42))])));
 
-export const supportedGroupsExt = (...groups: number[]) => ext(0x0a, vec16(Buffer.concat(groups.map((g) => u16(g)))));
+export const supportedGroupsExt = (...groups: number[]) =>
+  ext(0x0a, vec16(Buffer.concat(groups.map((g) => u16(g)))));
 
-export const sigAlgsExt = () => ext(0x0d, vec16(Buffer.concat([0x0403, 0x0804, 0x0401, 0x0503].map((a) => u16(a)))));
+export const sigAlgsExt = () =>
+  ext(0x0d, vec16(Buffer.concat([0x0403, 0x0804, 0x0401, 0x0503].map((a) => u16(a)))));
 
 export interface HelloOptions {
   legacyVersion?: number;
@@ -68,7 +70,12 @@ export function modernHello(sni: string | undefined, extra: Buffer[] = []): Buff
 }
 
 /** Wraps a handshake message in records of the given fragment sizes (the last one takes the rest). */
-export function frame(message: Buffer, sizes: number[] = [], recordVersion = 0x0301, contentType = 22): Buffer {
+export function frame(
+  message: Buffer,
+  sizes: number[] = [],
+  recordVersion = 0x0301,
+  contentType = 22,
+): Buffer {
   const out: Buffer[] = [];
   let off = 0;
   for (const size of sizes) {

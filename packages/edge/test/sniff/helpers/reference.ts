@@ -2,7 +2,9 @@ import { PassThrough } from 'node:stream';
 import { getExtensionData, readTlsClientHello } from 'read-tls-client-hello';
 
 /** What read-tls-client-hello makes of some bytes, or why it gave up. */
-export type ReferenceResult = { ok: true; serverName: string | undefined; alpn: string[] } | { ok: false; error: string };
+export type ReferenceResult =
+  | { ok: true; serverName: string | undefined; alpn: string[] }
+  | { ok: false; error: string };
 
 /**
  * Feeds bytes to read-tls-client-hello through a stream, as a socket would deliver them. It can wait

@@ -1,0 +1,33 @@
+import type { LookupFunction } from 'node:net';
+import type { Decision, Scheme } from '@egress-guard/policy';
+
+/**
+ * What a request-level hook already decided about a connection it is about to open. It travels to the
+ * socket layer inside the `lookup` option, the one option that Node passes unchanged from an agent's or
+ * undici's connect call through `tls.connect` down to `net.Socket#connect`.
+ */
+export interface ConnectionContext {
+  scheme: Scheme;
+  /** The host the hook decided on (a name or an IP literal). */
+  host: string;
+  port: number;
+  service: string | undefined;
+  decision: Decision;
+  hook: string;
+  /** The decision event's id, so dial-time denials can be tied to the request. */
+  id: string | undefined;
+}
+
+const CONTEXT = Symbol.for('egress-guard.connection-context');
+
+/** A lookup function that carries the decision of the hook that opened the connection. */
+export type ContextLookup = LookupFunction & { [CONTEXT]?: ConnectionContext };
+
+export function attachContext(lookup: LookupFunction, context: ConnectionContext): ContextLookup {
+  (lookup as ContextLookup)[CONTEXT] = context;
+  return lookup as ContextLookup;
+}
+
+export function contextOf(lookup: unknown): ConnectionContext | undefined {
+  return typeof lookup === 'function' ? (lookup as ContextLookup)[CONTEXT] : undefined;
+}

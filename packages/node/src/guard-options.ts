@@ -1,0 +1,27 @@
+import type { LookupFunction } from 'node:net';
+import type { Policy } from '@egress-guard/policy';
+import type { DestinationStream, Logger } from 'pino';
+
+/** Options of `createGuard()` and `install()`. Validated once, at construction. */
+export interface GuardOptions {
+  /** A loaded policy, or the path of a policy file. One of `policy` and `policyFile` is required. */
+  policy?: Policy | undefined;
+  /** Path of the policy file (YAML or JSON). Default: `EGRESS_GUARD_POLICY`. */
+  policyFile?: string | undefined;
+  /** Reload when the file changes. Default: true when `policyFile` is given. */
+  watch?: boolean | undefined;
+  /** The service this process is (a key of the policy's `services`). Default: `EGRESS_GUARD_SERVICE`. */
+  service?: string | undefined;
+  /** The application's pino logger: events are written through it. */
+  logger?: Logger | undefined;
+  /** A pino destination for events, when no logger is given. Default: JSON lines on stdout. */
+  destination?: DestinationStream | undefined;
+  /** Log query strings in `url.full`. Default false: they are redacted (`?REDACTED`). */
+  logQueryStrings?: boolean | undefined;
+  /** How names are resolved before the guard checks each address. Default: `dns.lookup`. */
+  lookup?: LookupFunction | undefined;
+  /** Extra CA certificates trusted by the guard's own dispatcher and agents (e.g. a private CA). */
+  ca?: string | Buffer | Array<string | Buffer> | undefined;
+  /** The clock, for `reportUntil`. Default `Date.now`. */
+  now?: (() => number) | undefined;
+}

@@ -1,0 +1,30 @@
+import type { LookupAddress } from 'node:dns';
+import type { LookupFunction } from 'node:net';
+import { type ConnectionContext, attachContext } from './connection-context.js';
+import type { EgressGuard } from './egress-guard.js';
+
+/**
+ * Wraps a `lookup` so that every address a name resolves to is decided before the socket dials it
+ * (check-then-fetch is closed: the addresses checked are the addresses returned to the socket, and the
+ * socket dials only what this function returns). If any address is denied, the whole look-up fails:
+ * a name that mixes public and internal answers is a rebinding attempt, not a reason to pick one.
+ */
+export function guardedLookup(guard: EgressGuard, context: ConnectionContext, base?: LookupFunction): LookupFunction {
+  const resolve = base ?? guard.baseLookup;
+  const lookup: LookupFunction = (hostname, options, callback) => {
+    const opts = typeof options === 'object' && options !== null ? options : {};
+    resolve(hostname, { ...opts, all: true }, (error, result) => {
+      if (error) return callback(error, '', 0);
+      const addresses = (Array.isArray(result) ? result : [{ address: result as unknown as string, family: 4 }]) as LookupAddress[];
+      if (addresses.length === 0) return callback(Object.assign(new Error(`no addresses for ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
+      for (const { address } of addresses) {
+        const failure = guard.checkDialledAddress(context, address);
+        if (failure) return callback(failure as NodeJS.ErrnoException, '', 0);
+      }
+      if ((opts as { all?: boolean }).all) return (callback as (e: null, a: LookupAddress[]) => void)(null, addresses);
+      const first = addresses[0]!;
+      callback(null, first.address, first.family);
+    });
+  };
+  return attachContext(lookup, context);
+}

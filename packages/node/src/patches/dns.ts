@@ -1,0 +1,46 @@
+import dns from 'node:dns';
+import type { EgressGuard } from '../egress-guard.js';
+
+// Every call that takes a host name and sends it to a resolver. lookupService and reverse take addresses.
+const CALLBACK_FUNCTIONS = ['lookup', 'resolve', 'resolve4', 'resolve6', 'resolveAny', 'resolveCaa', 'resolveCname', 'resolveMx', 'resolveNaptr', 'resolveNs', 'resolvePtr', 'resolveSoa', 'resolveSrv', 'resolveTxt'] as const;
+
+type Patched = { target: Record<string, unknown>; name: string; original: unknown };
+
+/**
+ * Patches the `dns` module (callback and promise forms, module functions and Resolver methods) so that a
+ * look-up of a name no rule lists never leaves the process: DNS is an exfiltration path (data in the
+ * labels of a query). Only denials are logged as decisions: look-ups of allowed names are not egress.
+ */
+export function patchDns(current: () => EgressGuard | undefined): () => void {
+  const patched: Patched[] = [];
+  const patch = (target: Record<string, unknown>, name: string, promise: boolean) => {
+    const original = target[name];
+    if (typeof original !== 'function') return;
+    const wrapper = function (this: unknown, ...args: unknown[]) {
+      const guard = current();
+      const host = args[0];
+      if (!guard || typeof host !== 'string') return (original as (...a: unknown[]) => unknown).apply(this, args);
+      const decision = guard.policy.decideLookup(host, guard.service);
+      if (decision.allowed) return (original as (...a: unknown[]) => unknown).apply(this, args);
+      guard.check({ scheme: 'tcp', host, port: 53 }, 'dns');
+      const error = Object.assign(guard.errorFor(decision), { hostname: host, syscall: name });
+      if (promise) return Promise.reject(error);
+      const callback = args.findLast((a) => typeof a === 'function') as ((e: Error) => void) | undefined;
+      if (callback) process.nextTick(() => callback(error));
+      else throw error;
+      return undefined;
+    };
+    Object.defineProperty(wrapper, 'name', { value: name });
+    target[name] = wrapper;
+    patched.push({ target, name, original });
+  };
+  for (const name of CALLBACK_FUNCTIONS) {
+    patch(dns as unknown as Record<string, unknown>, name, false);
+    patch(dns.Resolver.prototype as unknown as Record<string, unknown>, name, false);
+    patch(dns.promises as unknown as Record<string, unknown>, name, true);
+    patch(dns.promises.Resolver.prototype as unknown as Record<string, unknown>, name, true);
+  }
+  return () => {
+    for (const { target, name, original } of patched.reverse()) target[name] = original;
+  };
+}

@@ -1,0 +1,91 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { type ConnectionContext, contextOf } from '../connection-context.js';
+import type { EgressGuard } from '../egress-guard.js';
+import { guardedLookup } from '../guarded-lookup.js';
+
+type Connect = typeof net.Socket.prototype.connect;
+
+/**
+ * Patches `net.Socket.prototype.connect`, the one place every TCP client in the process reaches (net,
+ * tls, http, https, http2, undici, any copy of any library). A connection that a guarded hook opened
+ * carries its decision in its `lookup`; any other is decided here as a raw `tcp`/`tls` connection. A
+ * denied socket is destroyed before `connect` is called: the destination never sees a packet. IP
+ * literals are checked here (they never reach a lookup); names are checked address by address in the
+ * guarded lookup, at the moment they are dialled.
+ */
+export function patchSocketConnect(current: () => EgressGuard | undefined): () => void {
+  const original: Connect = net.Socket.prototype.connect;
+  const patched = function connect(this: net.Socket, ...args: unknown[]) {
+    const guard = current();
+    if (!guard) return (original as (...a: unknown[]) => net.Socket).apply(this, args);
+    const target = readTarget(args);
+    // IPC (unix sockets, named pipes) is not egress.
+    if (target.path !== undefined) return (original as (...a: unknown[]) => net.Socket).apply(this, args);
+
+    const host = target.host ?? 'localhost';
+    const port = Number(target.port);
+    let context = contextOf(target.lookup);
+    const wrapsCallerLookup = context === undefined;
+    if (!context) {
+      const isTls = this instanceof tls.TLSSocket;
+      const recent = guard.recentRequest(host, port);
+      // A socket opened for a request a hook allowed moments ago (a caller's own dispatcher or agent)
+      // is decided as that request's transport; anything else is a raw connection.
+      const { decision, id } = recent
+        ? { decision: guard.decideTransport(host, port, isTls), id: undefined }
+        : guard.check({ scheme: isTls ? 'tls' : 'tcp', host, port }, isTls ? 'tls' : 'net');
+      if (!decision.allowed) return refuse(this, guard.errorFor(decision));
+      context = { scheme: decision.scheme, host, port, service: guard.service, decision, hook: isTls ? 'tls' : 'net', id };
+    }
+    const bare = host.startsWith('[') ? host.slice(1, -1) : host;
+    if (net.isIP(bare)) {
+      const failure = guard.checkDialledAddress(context, bare);
+      if (failure) return refuse(this, failure);
+      return (original as (...a: unknown[]) => net.Socket).apply(this, args);
+    }
+    if (!wrapsCallerLookup) return (original as (...a: unknown[]) => net.Socket).apply(this, args);
+    const lookup = guardedLookup(guard, context as ConnectionContext, target.lookup as never);
+    return (original as (...a: unknown[]) => net.Socket).apply(this, withLookup(args, lookup));
+  } as Connect;
+  net.Socket.prototype.connect = patched;
+  return () => {
+    if (net.Socket.prototype.connect === patched) net.Socket.prototype.connect = original;
+  };
+}
+
+interface Target {
+  path?: string | undefined;
+  host?: string | undefined;
+  port?: unknown;
+  lookup?: unknown;
+}
+
+/** Reads connect's arguments in each form: ([options, cb]) as net.connect passes them, (options, cb), (port, host, cb), (path, cb). */
+function readTarget(args: unknown[]): Target {
+  const first = args[0];
+  const options = Array.isArray(first) ? first[0] : first;
+  if (options && typeof options === 'object') {
+    const o = options as Record<string, unknown>;
+    return { path: o.path as string | undefined, host: o.host as string | undefined, port: o.port, lookup: o.lookup };
+  }
+  if (typeof options === 'string' && !/^\d+$/.test(options)) return { path: options };
+  return { port: options, host: typeof args[1] === 'string' ? args[1] : undefined };
+}
+
+function withLookup(args: unknown[], lookup: unknown): unknown[] {
+  const first = args[0];
+  if (Array.isArray(first)) {
+    // net.connect passes a normalised array tagged with an internal symbol: keep the array, replace its options.
+    first[0] = { ...(first[0] as object), lookup };
+    return args;
+  }
+  if (first && typeof first === 'object') return [{ ...(first as object), lookup }, ...args.slice(1)];
+  const cb = args.find((a) => typeof a === 'function');
+  return [{ port: first, host: typeof args[1] === 'string' ? args[1] : undefined, lookup }, ...(cb ? [cb] : [])];
+}
+
+function refuse(socket: net.Socket, error: Error): net.Socket {
+  process.nextTick(() => socket.destroy(error));
+  return socket;
+}

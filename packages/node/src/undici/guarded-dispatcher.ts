@@ -1,0 +1,164 @@
+import { EgressCircuitOpenError, type EgressTimeoutError, type Scheme } from '@egress-guard/policy';
+import { Agent, Dispatcher } from 'undici';
+import type { EgressGuard } from '../egress-guard.js';
+import { timeoutError } from '../timeouts.js';
+import { decidedRequests } from './decided-requests.js';
+import { guardedConnector } from './guarded-connector.js';
+import { failHandler, observeHandler } from './observe-handler.js';
+
+/** The part of a dispatcher the guard needs: any copy of undici's, or Node's bundled one. */
+export interface DispatcherLike {
+  dispatch(options: Dispatcher.DispatchOptions, handler: object): boolean;
+  close?(...args: unknown[]): unknown;
+  destroy?(...args: unknown[]): unknown;
+}
+
+/** Options of `guard.dispatcher()`. */
+export interface GuardedDispatcherOptions {
+  /** Wrap this dispatcher instead of the guard's own Agent (a caller's dispatcher: the decision still applies). */
+  dispatcher?: DispatcherLike | undefined;
+  /** Options of the guard's own undici Agent (ignored with `dispatcher`). */
+  agent?: Agent.Options | undefined;
+  /** The hook name written in events. Default `undici`. */
+  hook?: string | undefined;
+}
+
+/**
+ * An undici Dispatcher that decides every request (scheme, host, port, method, path) before passing it
+ * on, on every hop of a redirect (each hop is its own dispatch), times it against the rule's response,
+ * idle and total timeouts, drives the rule's circuit breaker and writes one decision and one completion
+ * event per request.
+ */
+export class GuardedDispatcher extends Dispatcher {
+  readonly inner: DispatcherLike;
+  private readonly hook: string;
+
+  constructor(
+    private readonly guard: EgressGuard,
+    options: GuardedDispatcherOptions = {},
+  ) {
+    super();
+    this.hook = options.hook ?? 'undici';
+    this.inner =
+      options.dispatcher ??
+      new Agent({ ...options.agent, connect: guardedConnector(guard, (options.agent?.connect ?? {}) as never) });
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const started = performance.now();
+    let origin: URL;
+    try {
+      origin = new URL(String(opts.origin));
+    } catch {
+      failHandler(handler, this.guard.errorFor(this.guard.invalidDecision(String(opts.origin))));
+      return false;
+    }
+    const secure = origin.protocol === 'https:' || origin.protocol === 'wss:';
+    const websocket = String(opts.upgrade ?? '').toLowerCase() === 'websocket';
+    const scheme: Scheme = websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
+    const port = origin.port ? Number(origin.port) : secure ? 443 : 80;
+    const rawPath = opts.path ?? '/';
+    const q = rawPath.indexOf('?');
+    const path = q === -1 ? rawPath : rawPath.slice(0, q);
+    const method = opts.method ?? 'GET';
+    const { decision, id } = this.guard.check(
+      { scheme, host: origin.hostname, port, method, path },
+      this.hook,
+      { url: `${origin.origin}${rawPath}` },
+    );
+    if (!decision.allowed) {
+      this.guard.complete(id, this.hook, decision, { outcome: 'denied', durationMs: performance.now() - started, 'error.type': decision.reason });
+      failHandler(handler, this.guard.errorFor(decision));
+      return false;
+    }
+    this.guard.noteRequest(scheme, origin.hostname, port);
+    const admission = this.guard.admit(decision, origin.origin);
+    if (admission && !admission.admitted) {
+      this.guard.complete(id, this.hook, decision, { outcome: 'circuit_open', durationMs: performance.now() - started, 'error.type': 'circuit_open' });
+      failHandler(
+        handler,
+        new EgressCircuitOpenError(
+          `egress failed fast: the circuit breaker for rule "${decision.rule}" and ${origin.origin} is open after repeated failures; it retries after ${decision.breaker === false ? 0 : decision.breaker.resetTimeout} ms`,
+          { rule: decision.rule, host: decision.host, port, policyHash: decision.policyHash },
+        ),
+      );
+      return false;
+    }
+
+    const t = decision.timeouts;
+    let status = 0;
+    let bytes = 0;
+    let done = false;
+    let abort: ((reason: Error) => void) | undefined;
+    let pendingAbort: Error | undefined;
+    const finish = (outcome: string, error?: Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(totalTimer);
+      const ticket = admission?.admitted ? admission.ticket : undefined;
+      if (error || status >= 500) ticket?.fail(error ?? new Error(`HTTP ${status}`));
+      else ticket?.succeed();
+      this.guard.complete(id, this.hook, decision, {
+        outcome,
+        durationMs: performance.now() - started,
+        'http.response.status_code': status || undefined,
+        'egress.bytes.received': bytes,
+        'error.type': error ? ((error as { code?: string }).code ?? error.name) : undefined,
+      });
+    };
+    const totalTimer = setTimeout(() => {
+      const error: EgressTimeoutError = timeoutError('total', t.total, decision);
+      if (abort) abort(error);
+      else pendingAbort = error;
+    }, t.total);
+    totalTimer.unref?.();
+
+    const observed = observeHandler(handler, {
+      onAbortable: (fn) => {
+        abort = fn;
+        if (pendingAbort) fn(pendingAbort);
+      },
+      onStatus: (s) => {
+        status = s;
+      },
+      onBytes: (n) => {
+        bytes += n;
+      },
+      onEnd: () => finish(status >= 500 ? 'error' : 'ok'),
+      onError: (error) => {
+        const delivered = translateTimeout(error, decision);
+        finish(isTimeout(error) ? 'timeout' : 'error', delivered);
+        return delivered;
+      },
+    });
+    const timed: Dispatcher.DispatchOptions = {
+      ...opts,
+      headersTimeout: Math.min(opts.headersTimeout ?? Number.POSITIVE_INFINITY, t.response),
+      bodyTimeout: Math.min(opts.bodyTimeout ?? Number.POSITIVE_INFINITY, t.idle),
+    };
+    decidedRequests.add(timed);
+    return this.inner.dispatch(timed, observed);
+  }
+
+  override close(...args: unknown[]): any {
+    return (this.inner.close as (...a: unknown[]) => unknown)?.apply(this.inner, args);
+  }
+
+  override destroy(...args: unknown[]): any {
+    return (this.inner.destroy as (...a: unknown[]) => unknown)?.apply(this.inner, args);
+  }
+}
+
+function isTimeout(error: Error): boolean {
+  const code = (error as { code?: string }).code;
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'EGRESS_ERR_TIMEOUT';
+}
+
+/** The error recorded for undici's own timeouts says which limit of the rule elapsed. */
+function translateTimeout(error: Error, decision: Parameters<typeof timeoutError>[2]): Error {
+  const code = (error as { code?: string }).code;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return timeoutError('response', decision.timeouts.response, decision, error);
+  if (code === 'UND_ERR_BODY_TIMEOUT') return timeoutError('idle', decision.timeouts.idle, decision, error);
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return timeoutError('connect', decision.timeouts.connect, decision, error);
+  return error;
+}
