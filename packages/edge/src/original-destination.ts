@@ -52,10 +52,11 @@ function loadNative(): Native {
     if (process.platform !== 'linux') {
       throw new Error(`SO_ORIGINAL_DST exists only on Linux (this is ${process.platform})`);
     }
-    // The package is built to both ESM and CJS: CJS has `require`; ESM has import.meta.url, which the
-    // CJS build leaves empty, so it is read only when `require` is missing.
-    const load = typeof require === 'function' ? require : createRequire(import.meta.url);
-    const koffi = load('koffi') as typeof import('koffi');
+    // The package is built to both ESM and CJS: CJS has __filename; ESM has import.meta.url, which the
+    // CJS build leaves empty, so it is read only without __filename. (Not `typeof require`: bundlers
+    // replace `require` in ESM output with a shim that exists but throws.)
+    const base = typeof __filename === 'string' ? __filename : import.meta.url;
+    const koffi = createRequire(base)('koffi') as typeof import('koffi');
     const libc = koffi.load('libc.so.6');
     // Both pointers are passed as Buffers: koffi hands the native function a pointer into the Buffer's
     // memory for the call, so the kernel writes straight into it.

@@ -207,6 +207,30 @@ export class Decider {
     return undefined;
   }
 
+  // Parsing a host is pure and services talk to few hosts: a bounded cache makes repeat decisions cheap.
+  private readonly hosts = new Map<string, ReturnType<typeof parseHost>>();
+  private parseCached(host: string): ReturnType<typeof parseHost> {
+    let parsed = this.hosts.get(host);
+    if (parsed === undefined) {
+      parsed = parseHost(host);
+      if (this.hosts.size >= 4096) this.hosts.clear();
+      this.hosts.set(host, parsed);
+    }
+    return parsed;
+  }
+
+  private readonly addresses = new Map<string, IpAddress | null>();
+  private addressCached(address: string): IpAddress | undefined {
+    let ip = this.addresses.get(address);
+    if (ip === undefined) {
+      const parsed = parseIpLiteral(address.startsWith('[') ? address.slice(1, -1) : address);
+      ip = parsed ? unmapIpv4(parsed) : null;
+      if (this.addresses.size >= 4096) this.addresses.clear();
+      this.addresses.set(address, ip);
+    }
+    return ip ?? undefined;
+  }
+
   private subject(dest: Destination): Subject | string {
     if (!SCHEME_SET.has(dest.scheme)) return `unknown scheme "${String(dest.scheme)}"`;
     if (!Number.isInteger(dest.port) || dest.port < 1 || dest.port > 65535)
@@ -214,16 +238,15 @@ export class Decider {
     let name: string | undefined;
     let literal: IpAddress | undefined;
     if (dest.host !== undefined) {
-      const host = parseHost(dest.host);
+      const host = this.parseCached(dest.host);
       if (host.kind === 'invalid') return host.detail;
       if (host.kind === 'name') name = host.name;
       else literal = unmapIpv4(host.ip);
     }
     let dialled: IpAddress | undefined;
     if (dest.address !== undefined) {
-      const ip = parseIpLiteral(dest.address.startsWith('[') ? dest.address.slice(1, -1) : dest.address);
-      if (!ip) return `"${dest.address}" is not an IP address`;
-      dialled = unmapIpv4(ip);
+      dialled = this.addressCached(dest.address);
+      if (!dialled) return `"${dest.address}" is not an IP address`;
     }
     if (name === undefined && literal === undefined) {
       if (!dialled) return 'neither a host nor an address was given';

@@ -7,8 +7,6 @@ export type ParsedHost =
   | { kind: 'ip'; ip: IpAddress }
   | { kind: 'invalid'; detail: string };
 
-const ASCII_HOST = /^[a-z0-9._-]+$/;
-const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
 const NON_ASCII = /[^\x00-\x7f]/;
 
 /**
@@ -20,18 +18,43 @@ const NON_ASCII = /[^\x00-\x7f]/;
 export function normaliseHostName(input: string): string | undefined {
   let host = input.endsWith('.') ? input.slice(0, -1) : input;
   if (host.length === 0 || host.length > 253) return undefined;
-  if (NON_ASCII.test(host) || host.includes('xn--') || host.includes('XN--')) {
-    // domainToASCII also validates punycode labels: it returns '' for `xn--zz`.
-    if (!NON_ASCII.test(host) && !ASCII_HOST.test(host.toLowerCase())) return undefined;
-    host = domainToASCII(host);
-    if (host === '' || host.endsWith('.')) return undefined;
-  } else {
-    host = host.toLowerCase();
-    if (!ASCII_HOST.test(host)) return undefined;
+  const fast = validAsciiName(host);
+  if (fast !== undefined) {
+    if (!fast.includes('xn--')) return fast;
+    host = fast;
+  } else if (!NON_ASCII.test(host)) {
+    return undefined;
   }
+  // IDN and punycode: domainToASCII applies UTS #46 and validates punycode labels (`xn--zz` gives '').
+  host = domainToASCII(host);
+  if (host === '' || host.endsWith('.')) return undefined;
+  return validAsciiName(host);
+}
+
+/**
+ * Lower-cases and validates an ASCII DNS name in one pass (hot path: called on every decision):
+ * labels of 1-63 letters, digits, `-` or `_`, not starting or ending with `-`, 253 octets at most.
+ */
+function validAsciiName(host: string): string | undefined {
   if (host.length > 253) return undefined;
-  for (const label of host.split('.')) if (!LABEL.test(label)) return undefined;
-  return host;
+  let lower = true;
+  let labelLength = 0;
+  let previous = 46; // '.'
+  for (let i = 0; i < host.length; i++) {
+    const c = host.charCodeAt(i);
+    if (c === 46) {
+      if (labelLength === 0 || previous === 45) return undefined;
+      labelLength = 0;
+    } else {
+      if (c >= 65 && c <= 90) lower = false;
+      else if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95 || c === 45)) return undefined;
+      if (c === 45 && labelLength === 0) return undefined;
+      if (++labelLength > 63) return undefined;
+    }
+    previous = c;
+  }
+  if (labelLength === 0 || previous === 45) return undefined;
+  return lower ? host : host.toLowerCase();
 }
 
 /**
