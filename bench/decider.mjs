@@ -9,7 +9,12 @@ function makePolicy(n) {
     const kind = i % 3;
     if (kind === 0) allow.push({ name: `exact-${i}`, hosts: [`api${i}.svc${i % 97}.example.com`] });
     else if (kind === 1) allow.push({ name: `wild-${i}`, hosts: [`*.tenant${i}.example.net`] });
-    else allow.push({ name: `cidr-${i}`, addresses: [`10.${(i >> 8) & 255}.${i & 255}.0/24`], schemes: ['https'] });
+    else
+      allow.push({
+        name: `cidr-${i}`,
+        addresses: [`10.${(i >> 8) & 255}.${i & 255}.0/24`],
+        schemes: ['https'],
+      });
   }
   allow.push({ name: 'target', hosts: ['**.target.example.org'] });
   return createPolicy({ version: 1, allow, deny: [{ name: 'paste', hosts: ['**.pastebin.com'] }] });
@@ -26,7 +31,8 @@ const destinations = [
 function measure(policy, iterations) {
   let sink = 0;
   const start = process.hrtime.bigint();
-  for (let i = 0; i < iterations; i++) sink += policy.decide(destinations[i % destinations.length]).allowed ? 1 : 0;
+  for (let i = 0; i < iterations; i++)
+    sink += policy.decide(destinations[i % destinations.length]).allowed ? 1 : 0;
   const ns = Number(process.hrtime.bigint() - start) / iterations;
   if (sink < 0) console.log(sink);
   return ns;
@@ -56,5 +62,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const r = runDeciderBench({ quick });
   console.log(`decider, median of ${r.runs} runs x ${r.iterations} decisions:`);
   console.log(`  10 rules:     ${r.smallNs.toFixed(0)} ns/decision`);
-  console.log(`  10,000 rules: ${r.largeNs.toFixed(0)} ns/decision  (x${r.ratio.toFixed(2)} of 10 rules; target < 1000 ns, flat)`);
+  console.log(
+    `  10,000 rules: ${r.largeNs.toFixed(0)} ns/decision  (x${r.ratio.toFixed(2)} of 10 rules; target < 1000 ns, flat)`,
+  );
 }

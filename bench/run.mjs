@@ -5,9 +5,13 @@ import { runDeciderBench } from './decider.mjs';
 
 const quick = process.argv.includes('--quick');
 const cpus = os.cpus();
-console.log(`machine: ${cpus.length} cores (${cpus[0]?.model ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}${quick ? ' (quick)' : ''}`);
+console.log(
+  `machine: ${cpus.length} cores (${cpus[0]?.model ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}${quick ? ' (quick)' : ''}`,
+);
 
 const d = runDeciderBench({ quick });
 console.log('\n## decider (one decision: exact, wildcard and CIDR rules mixed)');
 console.log(`  10 rules      median ${d.smallNs.toFixed(0)} ns`);
-console.log(`  10,000 rules  median ${d.largeNs.toFixed(0)} ns   ratio x${d.ratio.toFixed(2)}   target: < 1000 ns and flat`);
+console.log(
+  `  10,000 rules  median ${d.largeNs.toFixed(0)} ns   ratio x${d.ratio.toFixed(2)}   target: < 1000 ns and flat`,
+);
