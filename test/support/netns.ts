@@ -8,9 +8,10 @@
  * ```
  *
  * Every name is unique per run (`eg` + a random id), X is random per run, and only private addresses of
- * these namespaces are used: nothing here sends a packet outside the namespaces it created. Whatever a
- * run creates it records and destroys ({@link Topology.destroy}, and a process `exit` hook as a last
- * resort); it never touches namespaces it did not create.
+ * these namespaces are used. The namespaces have no link to the host's network (both ends of each veth
+ * pair are created inside them), so nothing here can send a packet anywhere else. Whatever a run creates
+ * it records and destroys ({@link Topology.destroy}; SIGTERM/SIGINT/exit hooks as a last resort); it
+ * never touches namespaces it did not create.
  *
  * Node code runs inside a namespace as a child process (`ip netns exec NAME node --import tsx ...`):
  * {@link runNodeIn} for a script that runs to completion, {@link startNodeIn} for a long-running one that
@@ -22,7 +23,7 @@
  */
 import { type ChildProcess, execFileSync, type SpawnOptions, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -136,6 +137,12 @@ export interface Topology {
    * `fd00:201:X::N`), for a second server (`evil`, round-robin). Routable from the client at once.
    */
   addInternetAddress(): Promise<{ address: string; address6: string }>;
+  /**
+   * Writes `source` to `name` (e.g. `server.mts`) in a folder of this topology, removed by destroy, and
+   * returns the path: for child scripts a test file generates, importing the repository's modules
+   * through {@link repoFileUrl}.
+   */
+  writeScript(name: string, source: string): string;
   /** {@link runNodeIn} in one of this topology's namespaces, killed by destroy if still running. */
   runNodeIn(ns: Ns, script: string, args?: string[], opts?: NodeInOptions): Promise<ExecResult>;
   /** {@link startNodeIn} in one of this topology's namespaces, stopped by destroy. */
@@ -147,7 +154,7 @@ export interface Topology {
   ): Promise<NodeService<Ready>>;
   /**
    * Kills every child started through this topology, deletes its namespaces (which removes their
-   * interfaces and rules) and its temp folder. Idempotent. Throws if a namespace could not be deleted.
+   * interfaces and rules) and its script folder. Idempotent. Throws if a namespace could not be deleted.
    */
   destroy(): Promise<void>;
 }
@@ -155,24 +162,47 @@ export interface Topology {
 const IP = process.env.IP_BIN ?? 'ip';
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** Namespaces and children alive in this process, for the exit hook. */
+/** Namespaces and children alive in this process, for the last-resort clean-up. */
 const live = { namespaces: new Set<string>(), children: new Set<ChildProcess>() };
+
+/** Synchronous, so it can run in an 'exit' handler. Only what this process created is touched. */
+function cleanUpNow(): void {
+  for (const child of live.children) child.kill('SIGKILL');
+  for (const name of live.namespaces) {
+    try {
+      execFileSync(IP, ['netns', 'del', name], { stdio: 'ignore', timeout: 5_000 });
+      live.namespaces.delete(name);
+    } catch {
+      // Nothing more can be done while exiting; the name starts with `eg` for a manual clean-up.
+    }
+  }
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  cleanUpNow();
+  // The signal's default action, which this listener replaced: exit with 128 + its number.
+  process.exit(signal === 'SIGINT' ? 130 : 143);
+}
+
 let exitHookInstalled = false;
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // Last resort when a test file dies before afterAll: synchronous, as 'exit' handlers must be.
-  process.once('exit', () => {
-    for (const child of live.children) child.kill('SIGKILL');
-    for (const name of live.namespaces) {
-      try {
-        execFileSync(IP, ['netns', 'del', name], { stdio: 'ignore', timeout: 5_000 });
-      } catch {
-        // Nothing more can be done while exiting; the name starts with `eg` for a manual clean-up.
-      }
-    }
-  });
+/**
+ * Last resort when a test file never reaches its afterAll. vitest stops its workers with SIGTERM (no
+ * 'exit' event then), and Ctrl-C sends SIGINT, so those are caught while namespaces are alive; the
+ * listeners are removed again once every namespace is gone, leaving the worker's normal shutdown alone.
+ */
+function guardWhileAlive(): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', cleanUpNow);
+  }
+  if (live.namespaces.size > 0) {
+    if (!process.listeners('SIGTERM').includes(onSignal)) process.on('SIGTERM', onSignal);
+    if (!process.listeners('SIGINT').includes(onSignal)) process.on('SIGINT', onSignal);
+  } else {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
 }
 
 function mergeEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
@@ -250,17 +280,20 @@ let tsxSetup: { loader: string; tsconfig: string } | undefined;
 
 /**
  * The tsx loader URL and a tsconfig mapping `@egress-guard/*` to the packages' sources, so that a child
- * runs the same code vitest does (vitest aliases them the same way) without a build.
+ * runs the same code vitest does (vitest aliases them the same way), never a stale `dist`. The tsconfig
+ * lives in the git-ignored `.tmp/` (its content never changes, so nothing has to clean it up), written
+ * by rename so parallel test files never read half a file.
  */
 function tsxFiles(): { loader: string; tsconfig: string } {
   if (tsxSetup) return tsxSetup;
   const loader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  const dir = mkdtempSync(join(tmpdir(), 'egress-guard-netns-tsx-'));
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  const tsconfig = join(dir, 'tsconfig.json');
+  const dir = join(REPO_ROOT, '.tmp');
+  mkdirSync(dir, { recursive: true });
+  const tsconfig = join(dir, 'netns-tsx.tsconfig.json');
   const src = (pkg: string): string => join(REPO_ROOT, 'packages', pkg, 'src', 'index.ts');
+  const partial = `${tsconfig}.${process.pid}.${randomBytes(4).toString('hex')}`;
   writeFileSync(
-    tsconfig,
+    partial,
     JSON.stringify({
       extends: join(REPO_ROOT, 'tsconfig.base.json'),
       compilerOptions: {
@@ -272,6 +305,7 @@ function tsxFiles(): { loader: string; tsconfig: string } {
       },
     }),
   );
+  renameSync(partial, tsconfig);
   tsxSetup = { loader, tsconfig };
   return tsxSetup;
 }
@@ -498,7 +532,6 @@ function describePermissionProblem(stderr: string): string {
  * @throws Error with the reason when namespaces cannot be created (not root, no iproute2).
  */
 export async function createTopology(): Promise<Topology> {
-  installExitHook();
   const id = randomBytes(3).toString('hex');
   const x = randomInt(16, 250);
   const hx = x.toString(16);
@@ -511,8 +544,9 @@ export async function createTopology(): Promise<Topology> {
     internet: `eg${id}ie`,
   };
   const created: string[] = [];
+  const scripts = mkdtempSync(join(tmpdir(), `egress-guard-netns-${id}-`));
+  let scriptCount = 0;
   const children = new Set<ChildProcess>();
-  const tmp = mkdtempSync(join(tmpdir(), `egress-guard-netns-${id}-`));
   let destroyed: Promise<void> | undefined;
 
   const destroy = (): Promise<void> => {
@@ -544,7 +578,8 @@ export async function createTopology(): Promise<Topology> {
         if (r.code === 0) live.namespaces.delete(name);
         else failures.push(`${name}: ${r.stderr.trim()}`);
       }
-      rmSync(tmp, { recursive: true, force: true });
+      guardWhileAlive();
+      rmSync(scripts, { recursive: true, force: true });
       if (failures.length > 0) throw new Error(`could not delete namespaces: ${failures.join('; ')}`);
     })();
     return destroyed;
@@ -560,6 +595,7 @@ export async function createTopology(): Promise<Topology> {
       if (r.code !== 0) throw new Error(describePermissionProblem(r.stderr));
       created.push(name);
       live.namespaces.add(name);
+      guardWhileAlive();
       // Before any interface exists, so new interfaces inherit `default`: no duplicate-address
       // detection delay (addresses are also added `nodad`), and forwarding on the router.
       await must(IP, ['-n', name, 'link', 'set', 'lo', 'up']);
@@ -699,6 +735,14 @@ export async function createTopology(): Promise<Topology> {
       ]);
       return a;
     },
+    writeScript(name, source) {
+      // A folder per script: two helpers of one test file may pick the same name.
+      const dir = join(scripts, String(++scriptCount));
+      mkdirSync(dir);
+      const path = join(dir, name);
+      writeFileSync(path, source);
+      return path;
+    },
     runNodeIn(where, script, args = [], opts = {}) {
       const { argv, env } = nodeArgv(script, args, opts);
       const [cmd, full] = inNs(where, opts.nodeBinary ?? process.execPath, argv);
@@ -713,17 +757,4 @@ export async function createTopology(): Promise<Topology> {
     destroy,
   };
   return topology;
-}
-
-/**
- * Writes `source` to a fresh temp file named `name` (e.g. `server.mts`) and returns its path; the
- * folder is removed when the process exits. For child scripts generated by a test file, which import
- * the repository's modules through {@link repoFileUrl}.
- */
-export function writeTempScript(name: string, source: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'egress-guard-netns-script-'));
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, name);
-  writeFileSync(path, source);
-  return path;
 }

@@ -5,13 +5,7 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createTopology,
-  type NodeService,
-  repoFileUrl,
-  type Topology,
-  writeTempScript,
-} from '../../../test/support/netns.js';
+import { createTopology, type NodeService, repoFileUrl, type Topology } from '../../../test/support/netns.js';
 import { originalDestination, supportsOriginalDestination } from '../src/original-destination.js';
 
 /** What the listener writes back to each client: the result, or the error it threw. */
@@ -89,8 +83,8 @@ async function connectFromClient(targets: string[]): Promise<Map<string, Outcome
 
 beforeAll(async () => {
   topology = await createTopology();
-  const listener = writeTempScript('listener.mts', LISTENER);
-  clientScript = writeTempScript('client.mjs', CLIENT);
+  const listener = topology.writeScript('listener.mts', LISTENER);
+  clientScript = topology.writeScript('client.mjs', CLIENT);
   [dualStack, v4Only, inInternet] = await Promise.all([
     topology.startNodeIn<{ port: number }>(topology.edge, listener, ['::']),
     topology.startNodeIn<{ port: number }>(topology.edge, listener, ['0.0.0.0']),
