@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import dns from 'node:dns';
 import { type FSWatcher, watch } from 'node:fs';
+import type http from 'node:http';
+import type https from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { basename, dirname } from 'node:path';
 import {
@@ -23,6 +25,7 @@ import {
 import { type BreakerAdmission, BreakerRegistry } from './breakers.js';
 import type { ConnectionContext } from './connection-context.js';
 import type { GuardOptions } from './guard-options.js';
+import { createHttpAgent, createHttpsAgent } from './http-agents.js';
 
 // Captured at load, before any patch: the guard resolves names with the real dns.lookup.
 const realLookup = dns.lookup.bind(dns) as LookupFunction;
@@ -71,7 +74,9 @@ export class EgressGuard {
     this.baseLookup = options.lookup ?? realLookup;
     this.ca = options.ca;
     this.events = createEventEmitter({ logger: options.logger, destination: options.destination });
-    this.breakers = new BreakerRegistry((key, rule, state) =>
+    this.breakers = new BreakerRegistry((key, rule, state) => {
+      // Every event carries the hash of the policy in force, breaker state changes included.
+      const policy = { 'egress.policy.hash': this.current.hash };
       this.events.emit({
         'event.name': 'egress.breaker.state',
         'egress.schema': 1,
@@ -80,8 +85,9 @@ export class EgressGuard {
         'egress.breaker.state': state,
         'egress.breaker.key': key,
         'egress.rule': rule,
-      }),
-    );
+        ...policy,
+      });
+    });
     if (this.service !== undefined && !policy.services.includes(this.service)) {
       throw new EgressOptionsError(
         `service "${this.service}" is not in the policy (services: ${policy.services.join(', ') || 'none'}); add a services.${this.service} section or fix EGRESS_GUARD_SERVICE`,
@@ -109,6 +115,24 @@ export class EgressGuard {
     return { decision, id };
   }
 
+  /** Writes the decision event of a decision a hook made with `decide()` (e.g. after trying alternatives). */
+  record(decision: Decision, destination: Omit<Destination, 'service'>, hook: string, details: CheckDetails = {}): Checked {
+    const id = this.nextId();
+    this.emitDecision(decision, destination, hook, id, details);
+    return { decision, id };
+  }
+
+  /**
+   * Decides a DNS look-up of a name (a `dns` call, or a resolver inside a client) before it leaves the
+   * process. A look-up of a name no rule lists is denied (DNS is an exfiltration path); a denial, or a
+   * would-deny in report mode, is written as a decision event.
+   */
+  checkLookup(host: string, hook: string): Decision {
+    const decision = this.current.decideLookup(host, this.service, this.now());
+    if (decision.result !== 'allowed') this.emitDecision(decision, { scheme: 'tcp', host, port: 53 }, hook, this.nextId(), {});
+    return decision;
+  }
+
   /**
    * Checks an address a connection is about to dial, for a connection whose destination was already
    * decided. Returns the error to fail the connection with, or undefined to go ahead.
@@ -119,6 +143,8 @@ export class EgressGuard {
       this.now(),
     );
     if (decision.result === 'allowed') return undefined;
+    // In report mode, a destination already reported for this reason is not reported again for each address.
+    if (decision.allowed && context.decision.result === 'reported' && context.decision.reason === decision.reason) return undefined;
     // A dial-time denial (or would-deny in report mode) is a decision of its own: log it under the request's id.
     this.emitDecision(decision, { scheme: context.scheme, host: context.host, port: context.port, address }, `${context.hook}.dial`, context.id ?? this.nextId(), {});
     return decision.allowed ? undefined : this.errorFor(decision);
@@ -139,12 +165,15 @@ export class EgressGuard {
   /** A denial for a caller who turned certificate verification off where the rule does not allow it. */
   verifyDisabledDecision(decision: Decision): Decision {
     const rule = decision.rule ? `rule "${decision.rule}"` : 'the rule';
+    // Report mode blocks nothing: the would-deny is reported and the connection goes ahead.
+    const report = decision.mode === 'report';
+    const message = `egress denied: ${decision.scheme}://${decision.host}:${decision.port} [tls_verify_disabled]: the caller turned off certificate verification (rejectUnauthorized: false or NODE_TLS_REJECT_UNAUTHORIZED=0) but ${rule} does not allow it; to allow it, set tls: { verify: false } on that rule`;
     return {
       ...decision,
-      result: 'denied',
-      allowed: false,
+      result: report ? 'reported' : 'denied',
+      allowed: report,
       reason: 'tls_verify_disabled',
-      message: `egress denied: ${decision.scheme}://${decision.host}:${decision.port} [tls_verify_disabled]: the caller turned off certificate verification (rejectUnauthorized: false) but ${rule} does not allow it; to allow it, set tls: { verify: false } on that rule`,
+      message: report ? `would be ${message} (report mode)` : message,
     };
   }
 
@@ -188,6 +217,23 @@ export class EgressGuard {
   admit(decision: Decision, origin: string): BreakerAdmission | undefined {
     if (decision.breaker === false || decision.result !== 'allowed') return undefined;
     return this.breakers.admit(`${decision.rule ?? '-'}|${origin}`, decision.rule, decision.breaker);
+  }
+
+  /**
+   * An `http.Agent` that decides each connection it opens, for use without `install()` (see
+   * `createHttpAgent`). Connection-level: a rule's `methods` and `paths` need `install()`.
+   */
+  httpAgent(options?: http.AgentOptions): http.Agent {
+    return createHttpAgent(this, options);
+  }
+
+  /**
+   * An `https.Agent` that decides each connection it opens, with the rule's TLS floor and verification
+   * rule, for use without `install()` (see `createHttpsAgent`). Connection-level: a rule's `methods` and
+   * `paths` need `install()`.
+   */
+  httpsAgent(options?: https.AgentOptions): https.Agent {
+    return createHttpsAgent(this, options);
   }
 
   /** Writes the completion event of a request or connection. */

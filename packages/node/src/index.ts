@@ -16,5 +16,10 @@ export {
 } from '@egress-guard/policy';
 export { type CheckDetails, type Checked, createGuard, EgressGuard } from './egress-guard.js';
 export type { GuardOptions } from './guard-options.js';
-export { type DispatcherLike, GuardedDispatcher, type GuardedDispatcherOptions } from './undici/guarded-dispatcher.js';
+export { createHttpAgent, createHttpsAgent } from './http-agents.js';
 export { type InstallOptions, install, installedGuard, uninstall } from './install.js';
+export {
+  type DispatcherLike,
+  GuardedDispatcher,
+  type GuardedDispatcherOptions,
+} from './undici/guarded-dispatcher.js';

@@ -9,6 +9,12 @@ import { install } from './install.js';
 try {
   install();
 } catch (error) {
-  process.stderr.write(`egress-guard: not starting: ${(error as Error).message}\n`);
+  // One line (a policy error lists its problems on several): log collectors keep it whole.
+  const message = String((error as Error).message ?? error)
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .join('; ');
+  process.stderr.write(`egress-guard: not starting: ${message}\n`);
   process.exit(78);
 }

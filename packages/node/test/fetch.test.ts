@@ -9,12 +9,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { EgressError, install, uninstall } from '../src/index.js';
 import {
+  createTestPki,
   EPHEMERAL,
-  eventSink,
   type EventSink,
-  loopbackRule,
+  eventSink,
   lookupVia,
+  loopbackRule,
   NODE_MAJOR,
+  okHandler,
   policyOf,
   type RecordingServer,
   redirect,
@@ -24,12 +26,16 @@ import {
   startHttpServer,
   startHttpsServer,
   type TestDnsServer,
-  createTestPki,
   type TestPki,
-  okHandler,
 } from './fixtures/harness.js';
 
-const NAMES = ['api.example.test', 'evil.example.test', 'paste.example.test', 'ws.example.test', 'private.example.test'];
+const NAMES = [
+  'api.example.test',
+  'evil.example.test',
+  'paste.example.test',
+  'ws.example.test',
+  'private.example.test',
+];
 
 let pki: TestPki;
 let dns: TestDnsServer;
@@ -39,12 +45,17 @@ let paste: RecordingServer;
 let plain: RecordingServer;
 let sink: EventSink;
 
-const url = (host: string, server: RecordingServer, path = '/') => `${server.url.split(':')[0]}://${host}:${server.port}${path}`;
+const url = (host: string, server: RecordingServer, path = '/') =>
+  `${server.url.split(':')[0]}://${host}:${server.port}${path}`;
 
 const basePolicy = () =>
   policyOf({
     allow: [
-      loopbackRule('api', ['api.example.test', 'paste.example.test'], { schemes: ['https'], methods: ['GET', 'POST'], paths: ['/v1/**'] }),
+      loopbackRule('api', ['api.example.test', 'paste.example.test'], {
+        schemes: ['https'],
+        methods: ['GET', 'POST'],
+        paths: ['/v1/**'],
+      }),
       loopbackRule('websockets', ['ws.example.test'], { schemes: ['wss'] }),
       { name: 'private-not-allowed', hosts: ['private.example.test'], ports: EPHEMERAL },
     ],
@@ -65,9 +76,12 @@ beforeAll(async () => {
     names,
     handler: routes(
       {
-        '/v1/to-evil': (_req, res) => redirect(`https://evil.example.test:${evil.port}/v1/stolen`)(_req, res, ''),
-        '/v1/to-http': (_req, res) => redirect(`http://api.example.test:${plain.port}/v1/plain`)(_req, res, ''),
-        '/v1/protocol-relative': (_req, res) => redirect(`//evil.example.test:${evil.port}/v1/stolen`)(_req, res, ''),
+        '/v1/to-evil': (_req, res) =>
+          redirect(`https://evil.example.test:${evil.port}/v1/stolen`)(_req, res, ''),
+        '/v1/to-http': (_req, res) =>
+          redirect(`http://api.example.test:${plain.port}/v1/plain`)(_req, res, ''),
+        '/v1/protocol-relative': (_req, res) =>
+          redirect(`//evil.example.test:${evil.port}/v1/stolen`)(_req, res, ''),
         '/v1/hop': redirect('/v1/landed'),
         '/v1/echo': (req, res, body) => {
           res.writeHead(200, { 'content-type': 'application/json' });
@@ -127,7 +141,10 @@ describe('global fetch: allowed', () => {
 
   it('POST sends its body', async () => {
     installWith();
-    const res = await fetch(url('api.example.test', api, '/v1/echo'), { method: 'POST', body: 'hello=world' });
+    const res = await fetch(url('api.example.test', api, '/v1/echo'), {
+      method: 'POST',
+      body: 'hello=world',
+    });
     expect(await res.json()).toEqual({ method: 'POST', body: 'hello=world' });
     expect(api.requests[0]?.body).toBe('hello=world');
   });
@@ -158,7 +175,10 @@ describe('global fetch: denied before any connection', () => {
     expect(evil.connections).toBe(0);
     // The name was never even looked up.
     expect(dns.queries.filter((q) => q.name === 'evil.example.test')).toEqual([]);
-    expect(sink.decisions()[0]).toMatchObject({ 'egress.decision': 'denied', 'egress.reason': 'host_not_allowed' });
+    expect(sink.decisions()[0]).toMatchObject({
+      'egress.decision': 'denied',
+      'egress.reason': 'host_not_allowed',
+    });
   });
 
   it('a method the rule does not list', async () => {
@@ -194,7 +214,11 @@ describe('global fetch: denied before any connection', () => {
   it('a listed name that resolves to loopback, without privateAddresses: allow', async () => {
     installWith();
     const cause = await fetchError(url('private.example.test', api, '/'));
-    expect(cause).toMatchObject({ code: 'EGRESS_ERR_DENIED', reason: 'private_address', rule: 'private-not-allowed' });
+    expect(cause).toMatchObject({
+      code: 'EGRESS_ERR_DENIED',
+      reason: 'private_address',
+      rule: 'private-not-allowed',
+    });
     expect(cause.message).toContain('privateAddresses: allow');
     expect(api.connections).toBe(0);
     const dial = sink.decisions().find((e) => e['egress.reason'] === 'private_address');
@@ -210,7 +234,9 @@ describe('global fetch: denied before any connection', () => {
 
   it('a request aborted by the caller is not confused with a denial', async () => {
     installWith();
-    const error = await rejection(fetch(url('api.example.test', api, '/v1/x'), { signal: AbortSignal.abort() }));
+    const error = await rejection(
+      fetch(url('api.example.test', api, '/v1/x'), { signal: AbortSignal.abort() }),
+    );
     expect(error.name).toBe('AbortError');
   });
 });
@@ -228,7 +254,12 @@ describe('global fetch: redirects are decided on every hop', () => {
   it('https → http downgrade, where the rule allows https only', async () => {
     installWith();
     const cause = await fetchError(url('api.example.test', api, '/v1/to-http'));
-    expect(cause).toMatchObject({ reason: 'scheme_not_allowed', rule: 'api', host: 'api.example.test', port: plain.port });
+    expect(cause).toMatchObject({
+      reason: 'scheme_not_allowed',
+      rule: 'api',
+      host: 'api.example.test',
+      port: plain.port,
+    });
     expect(plain.connections).toBe(0);
   });
 
@@ -253,7 +284,9 @@ describe('global fetch: a caller-supplied dispatcher is still decided', () => {
     installWith();
     const agent = new Agent({ connect: { ca: pki.caCertPem, lookup: lookupVia(dns) } });
     try {
-      const cause = await fetchError(url('evil.example.test', evil, '/v1/x'), { dispatcher: agent } as RequestInit);
+      const cause = await fetchError(url('evil.example.test', evil, '/v1/x'), {
+        dispatcher: agent,
+      } as unknown as RequestInit);
       expect(cause).toMatchObject({ reason: 'host_not_allowed' });
       expect(evil.connections).toBe(0);
       expect(sink.decisions()[0]).toMatchObject({ 'egress.hook': 'fetch.caller-dispatcher' });
@@ -266,12 +299,16 @@ describe('global fetch: a caller-supplied dispatcher is still decided', () => {
     installWith();
     const agent = new Agent({ connect: { ca: pki.caCertPem, lookup: lookupVia(dns) } });
     try {
-      const res = await fetch(url('api.example.test', api, '/v1/x'), { dispatcher: agent } as RequestInit);
+      const res = await fetch(url('api.example.test', api, '/v1/x'), {
+        dispatcher: agent,
+      } as unknown as RequestInit);
       expect(res.status).toBe(200);
       await res.arrayBuffer();
       expect(api.connections).toBe(1);
       // The caller's agent dialled a name listed without privateAddresses: allow → refused at dial time.
-      const cause = await fetchError(url('private.example.test', api, '/'), { dispatcher: agent } as RequestInit);
+      const cause = await fetchError(url('private.example.test', api, '/'), {
+        dispatcher: agent,
+      } as unknown as RequestInit);
       expect(cause).toMatchObject({ reason: 'private_address' });
       expect(api.connections).toBe(1);
     } finally {
@@ -295,8 +332,14 @@ describe('WebSocket', () => {
     await wssServer.close();
   });
 
-  const clients: Array<[string, () => typeof UndiciWebSocket]> = [['undici (npm) WebSocket', () => UndiciWebSocket]];
-  if (NODE_MAJOR >= 22) clients.push(['global WebSocket', () => (globalThis as unknown as { WebSocket: typeof UndiciWebSocket }).WebSocket]);
+  const clients: Array<[string, () => typeof UndiciWebSocket]> = [
+    ['undici (npm) WebSocket', () => UndiciWebSocket],
+  ];
+  if (NODE_MAJOR >= 22)
+    clients.push([
+      'global WebSocket',
+      () => (globalThis as unknown as { WebSocket: typeof UndiciWebSocket }).WebSocket,
+    ]);
 
   for (const [label, Client] of clients) {
     it(`${label}: wss allowed by a rule with schemes [wss]`, async () => {
@@ -309,7 +352,11 @@ describe('WebSocket', () => {
       expect(message.data).toBe('echo:hi');
       ws.close();
       expect(wssServer.connections).toBe(1);
-      expect(sink.decisions()[0]).toMatchObject({ 'egress.decision': 'allowed', 'url.scheme': 'wss', 'egress.rule': 'websockets' });
+      expect(sink.decisions()[0]).toMatchObject({
+        'egress.decision': 'allowed',
+        'url.scheme': 'wss',
+        'egress.rule': 'websockets',
+      });
     });
 
     it(`${label}: wss to a host whose rule lists only https is denied, zero connections`, async () => {
@@ -318,7 +365,11 @@ describe('WebSocket', () => {
       const ws = new WS(`wss://api.example.test:${wssServer.port}/chat`);
       await once(ws as never, 'close');
       expect(wssServer.connections).toBe(0);
-      expect(sink.decisions()[0]).toMatchObject({ 'egress.decision': 'denied', 'egress.reason': 'scheme_not_allowed', 'url.scheme': 'wss' });
+      expect(sink.decisions()[0]).toMatchObject({
+        'egress.decision': 'denied',
+        'egress.reason': 'scheme_not_allowed',
+        'url.scheme': 'wss',
+      });
     });
 
     it(`${label}: ws (plaintext) to a wss-only rule is denied`, async () => {
@@ -327,7 +378,11 @@ describe('WebSocket', () => {
       const ws = new WS(`ws://ws.example.test:${plain.port}/chat`);
       await once(ws as never, 'close');
       expect(plain.connections).toBe(0);
-      expect(sink.decisions()[0]).toMatchObject({ 'egress.decision': 'denied', 'egress.reason': 'scheme_not_allowed', 'url.scheme': 'ws' });
+      expect(sink.decisions()[0]).toMatchObject({
+        'egress.decision': 'denied',
+        'egress.reason': 'scheme_not_allowed',
+        'url.scheme': 'ws',
+      });
     });
   }
 });

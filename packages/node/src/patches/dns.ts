@@ -1,5 +1,6 @@
 import dns from 'node:dns';
 import type { EgressGuard } from '../egress-guard.js';
+import { resolvingForConnection } from '../guarded-lookup.js';
 
 // Every call that takes a host name and sends it to a resolver. lookupService and reverse take addresses.
 const CALLBACK_FUNCTIONS = ['lookup', 'resolve', 'resolve4', 'resolve6', 'resolveAny', 'resolveCaa', 'resolveCname', 'resolveMx', 'resolveNaptr', 'resolveNs', 'resolvePtr', 'resolveSoa', 'resolveSrv', 'resolveTxt'] as const;
@@ -19,10 +20,10 @@ export function patchDns(current: () => EgressGuard | undefined): () => void {
     const wrapper = function (this: unknown, ...args: unknown[]) {
       const guard = current();
       const host = args[0];
-      if (!guard || typeof host !== 'string') return (original as (...a: unknown[]) => unknown).apply(this, args);
-      const decision = guard.policy.decideLookup(host, guard.service);
+      if (!guard || typeof host !== 'string' || resolvingForConnection(host)) return (original as (...a: unknown[]) => unknown).apply(this, args);
+      // Denials and report-mode would-denials are logged by checkLookup; allowed look-ups are not egress.
+      const decision = guard.checkLookup(host, 'dns');
       if (decision.allowed) return (original as (...a: unknown[]) => unknown).apply(this, args);
-      guard.check({ scheme: 'tcp', host, port: 53 }, 'dns');
       const error = Object.assign(guard.errorFor(decision), { hostname: host, syscall: name });
       if (promise) return Promise.reject(error);
       const callback = args.findLast((a) => typeof a === 'function') as ((e: Error) => void) | undefined;

@@ -1,7 +1,561 @@
-// PLACEHOLDER written by the fetch/undici engineer so install() compiles until the http patch lands.
-// The owner of patches/http.ts replaces this file entirely.
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import { urlToHttpOptions } from 'node:url';
+import { type Decision, EgressCircuitOpenError, type Scheme } from '@egress-guard/policy';
+import type { BreakerAdmission } from '../breakers.js';
+import { type ConnectionContext, contextOf } from '../connection-context.js';
 import type { EgressGuard } from '../egress-guard.js';
+import { guardedLookup } from '../guarded-lookup.js';
+import { timeoutError } from '../timeouts.js';
 
-export function patchHttp(_current: () => EgressGuard | undefined): () => void {
-  return () => {};
+type Module = typeof http | typeof https;
+type RequestFn = (...args: unknown[]) => http.ClientRequest;
+type Options = http.RequestOptions &
+  https.RequestOptions & { _defaultAgent?: http.Agent; defaultPort?: number; [key: string]: unknown };
+type AddRequest = (this: http.Agent, req: http.ClientRequest, options: unknown, ...rest: unknown[]) => void;
+// `addRequest` is public in Node but missing from @types/node.
+const agentPrototype = http.Agent.prototype as unknown as { addRequest: AddRequest };
+
+const RANK: Record<string, number> = { SSLv3: 0, TLSv1: 1, 'TLSv1.1': 2, 'TLSv1.2': 3, 'TLSv1.3': 4 };
+
+/**
+ * Patches `http.request`, `http.get`, `https.request` and `https.get` so that every request is decided
+ * (scheme, host, port, method, path) before anything is created: a denied request, or one whose circuit is
+ * open, gets a real `ClientRequest` that fails with the guard's error and never opens a socket. An allowed
+ * request carries its decision to the socket layer in its `lookup` (every dialled address is checked, the
+ * TLS floor and verification rule are enforced there), is timed against the rule's connect, response, idle
+ * and total limits, drives the rule's breaker, and writes one completion event.
+ *
+ * `http.Agent.prototype.addRequest` is patched too, as a net for requests the patched functions never
+ * saw: a `new http.ClientRequest()` built directly, or an `http.request` a library captured before
+ * `install()` (`const { request } = require('node:https')`). Those are decided there, with method and
+ * path, before the agent hands them a socket: a pooled keep-alive socket is never reused undecided.
+ * Requests with neither (a caller's `createConnection` and no agent) are still held at the socket layer,
+ * decided as raw `tcp`/`tls` connections.
+ */
+export function patchHttp(current: () => EgressGuard | undefined): () => void {
+  const originals = {
+    httpRequest: http.request,
+    httpGet: http.get,
+    httpsRequest: https.request,
+    httpsGet: https.get,
+    addRequest: agentPrototype.addRequest,
+  };
+
+  const guardedHttpRequest = guardRequest(current, http, originals.httpRequest as RequestFn);
+  const guardedHttpsRequest = guardRequest(current, https, originals.httpsRequest as RequestFn);
+  const guardedHttpGet = function get(...args: unknown[]) {
+    const req = guardedHttpRequest(...args);
+    req.end();
+    return req;
+  };
+  const guardedHttpsGet = function get(...args: unknown[]) {
+    const req = guardedHttpsRequest(...args);
+    req.end();
+    return req;
+  };
+  const guardedAddRequest = guardAddRequest(current, originals.addRequest);
+
+  http.request = guardedHttpRequest as typeof http.request;
+  http.get = guardedHttpGet as typeof http.get;
+  https.request = guardedHttpsRequest as typeof https.request;
+  https.get = guardedHttpsGet as typeof https.get;
+  agentPrototype.addRequest = guardedAddRequest;
+
+  return () => {
+    if (http.request === (guardedHttpRequest as unknown)) http.request = originals.httpRequest;
+    if (http.get === (guardedHttpGet as unknown)) http.get = originals.httpGet;
+    if (https.request === (guardedHttpsRequest as unknown)) https.request = originals.httpsRequest;
+    if (https.get === (guardedHttpsGet as unknown)) https.get = originals.httpsGet;
+    if (agentPrototype.addRequest === guardedAddRequest) agentPrototype.addRequest = originals.addRequest;
+  };
+}
+
+/** What Node will do with a request's arguments, worked out the way `ClientRequest` works it out. */
+interface Plan {
+  options: Options;
+  callback: ((res: http.IncomingMessage) => void) | undefined;
+  secure: boolean;
+  host: string;
+  port: number;
+  method: string;
+  rawPath: string;
+  websocket: boolean;
+  /** The agent whose protocol a failing request must claim, so Node's protocol check still passes. */
+  protocolAgent: http.Agent;
+}
+
+function guardRequest(current: () => EgressGuard | undefined, mod: Module, original: RequestFn): RequestFn {
+  const hook = mod === https ? 'https' : 'http';
+  const guarded = function request(this: unknown, ...args: unknown[]): http.ClientRequest {
+    const guard = current();
+    if (!guard) return original.apply(this, args);
+    const plan = planRequest(mod, args);
+    // Anything Node would refuse (bad URL, wrong protocol for the agent, IPC socket) goes to Node as is:
+    // it throws the same error, or it is not egress.
+    if (!plan) return original.apply(this, args);
+    const started = performance.now();
+    const { secure, host, port, method, rawPath } = plan;
+    const scheme: Scheme = plan.websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
+    const { decision, id } = guard.check({ scheme, host, port, method, path: stripQuery(rawPath) }, hook, {
+      url: urlOf(secure, host, port, rawPath),
+    });
+    if (!decision.allowed) {
+      guard.complete(id, hook, decision, {
+        outcome: 'denied',
+        durationMs: performance.now() - started,
+        'error.type': decision.reason,
+      });
+      return failedRequest(original, this, plan, guard.errorFor(decision));
+    }
+    guard.noteRequest(scheme, host, port);
+    const admission = guard.admit(decision, `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}`);
+    if (admission && !admission.admitted) {
+      guard.complete(id, hook, decision, {
+        outcome: 'circuit_open',
+        durationMs: performance.now() - started,
+        'error.type': 'circuit_open',
+      });
+      return failedRequest(original, this, plan, circuitOpenError(decision, secure, host, port));
+    }
+
+    const context: ConnectionContext = { scheme, host, port, service: guard.service, decision, hook, id };
+    const options = plan.options;
+    options.lookup = guardedLookup(
+      guard,
+      context,
+      typeof options.lookup === 'function' ? options.lookup : undefined,
+    );
+    if (secure) raiseFloor(options, decision);
+    let req: http.ClientRequest;
+    try {
+      req = original.call(this, options, plan.callback);
+    } catch (error) {
+      settle(admission, undefined);
+      guard.complete(id, hook, decision, {
+        outcome: 'error',
+        durationMs: performance.now() - started,
+        'error.type': errorType(error),
+      });
+      throw error;
+    }
+    track(guard, req, { decision, id, hook, context, admission, started, secure });
+    return req;
+  };
+  Object.defineProperty(guarded, 'name', { value: 'request' });
+  return guarded;
+}
+
+/**
+ * `Agent#addRequest` for requests that reached an agent without passing the patched functions: decide
+ * them here, where method, path, host and port are all known, before a socket (new or pooled) is assigned.
+ */
+function guardAddRequest(current: () => EgressGuard | undefined, original: AddRequest): AddRequest {
+  return function addRequest(this: http.Agent, req, options, ...rest) {
+    const guard = current();
+    if (
+      !guard ||
+      !(req instanceof http.ClientRequest) ||
+      typeof options !== 'object' ||
+      options === null ||
+      contextOf((options as Options).lookup) !== undefined
+    ) {
+      return original.call(this, req, options, ...rest);
+    }
+    const opts = options as Options;
+    const agentOptions = (this as http.Agent & { options?: Options }).options;
+    if (opts.socketPath || agentOptions?.socketPath) return original.call(this, req, options, ...rest);
+    const started = performance.now();
+    const hook = 'http.agent';
+    const secure = (this as http.Agent & { protocol?: string }).protocol === 'https:';
+    // The agent's own options override the request's when it connects: decide what it will dial.
+    const host = bare(String(agentOptions?.host || opts.host || 'localhost'));
+    const port = Number(agentOptions?.port || opts.port) || (secure ? 443 : 80);
+    const rawPath = req.path || '/';
+    const websocket = isWebSocket(req.getHeader('upgrade'));
+    const scheme: Scheme = websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
+    const { decision, id } = guard.check(
+      { scheme, host, port, method: req.method, path: stripQuery(rawPath) },
+      hook,
+      { url: urlOf(secure, host, port, rawPath) },
+    );
+    const fail = (error: Error, outcome: string, type: string) => {
+      guard.complete(id, hook, decision, {
+        outcome,
+        durationMs: performance.now() - started,
+        'error.type': type,
+      });
+      // Node's own path for a socket that could not be created: 'error' then 'close', nothing dialled.
+      (req as http.ClientRequest & { onSocket(socket: unknown, err: Error): void }).onSocket(
+        undefined,
+        error,
+      );
+    };
+    if (!decision.allowed) return fail(guard.errorFor(decision), 'denied', decision.reason);
+    guard.noteRequest(scheme, host, port);
+    const admission = guard.admit(decision, `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}`);
+    if (admission && !admission.admitted) {
+      return fail(circuitOpenError(decision, secure, host, port), 'circuit_open', 'circuit_open');
+    }
+    const context: ConnectionContext = { scheme, host, port, service: guard.service, decision, hook, id };
+    const next: Options = {
+      ...opts,
+      lookup: guardedLookup(guard, context, typeof opts.lookup === 'function' ? opts.lookup : undefined),
+    };
+    if (secure) raiseFloor(next, decision);
+    track(guard, req, { decision, id, hook, context, admission, started, secure });
+    return original.call(this, req, next, ...rest);
+  };
+}
+
+/** Normalises the arguments of `request`/`get` into one options object, or undefined to leave them to Node. */
+function planRequest(mod: Module, args: unknown[]): Plan | undefined {
+  let input = args[0];
+  let rest = args.slice(1);
+  let options: Options;
+  try {
+    if (typeof input === 'string') input = new URL(input);
+    // Node takes any object that looks like a URL (href and protocol, no auth and no path) for one, and
+    // sends its pathname: read it the same way, or the path decided would not be the path sent.
+    if (input instanceof URL || isUrlLike(input)) {
+      options = urlToHttpOptions(input) as Options;
+      if (rest[0] && typeof rest[0] === 'object') {
+        Object.assign(options, rest[0]);
+        rest = rest.slice(1);
+      }
+    } else if (input && typeof input === 'object') {
+      options = { ...(input as Options) };
+    } else {
+      // (cb), or nothing usable: Node falls back to every default (localhost:80 GET /); so does the decision.
+      options = {};
+      if (typeof input === 'function') rest = [input];
+    }
+  } catch {
+    return undefined;
+  }
+  const callback = typeof rest[0] === 'function' ? (rest[0] as Plan['callback']) : undefined;
+
+  // The agent and default port exactly as ClientRequest picks them.
+  const defaultAgent: http.Agent =
+    options._defaultAgent ?? (mod === https ? https.globalAgent : http.globalAgent);
+  const callerAgent = options.agent;
+  let agent: http.Agent | undefined;
+  if (callerAgent === false) agent = defaultAgent;
+  else if (callerAgent === null || callerAgent === undefined) {
+    agent = typeof options.createConnection === 'function' ? undefined : defaultAgent;
+  } else if (typeof (callerAgent as { addRequest?: unknown }).addRequest === 'function')
+    agent = callerAgent as http.Agent;
+  else return undefined;
+  const agentProtocol = (agent as (http.Agent & { protocol?: string }) | undefined)?.protocol;
+  const defaultProtocol = (defaultAgent as http.Agent & { protocol?: string }).protocol;
+  const protocol = options.protocol || defaultProtocol;
+  if (protocol !== (agentProtocol || defaultProtocol)) return undefined;
+  const agentOptions =
+    callerAgent === false ? undefined : (agent as (http.Agent & { options?: Options }) | undefined)?.options;
+  if (options.socketPath || agentOptions?.socketPath) return undefined;
+  if (options.hostname != null && typeof options.hostname !== 'string') return undefined;
+  if (options.host != null && typeof options.host !== 'string') return undefined;
+  const defaultPort =
+    options.defaultPort || (agent as (http.Agent & { defaultPort?: number }) | undefined)?.defaultPort;
+  // An agent's own options override the request's when it connects (`{ ...options, ...agent.options }`):
+  // decide the host and port it will dial, not the ones the request names.
+  const port = Number(agentOptions?.port || options.port || defaultPort || 80);
+  const host = bare(String(agentOptions?.host || options.hostname || options.host || 'localhost'));
+  const method = typeof options.method === 'string' && options.method ? options.method.toUpperCase() : 'GET';
+  return {
+    options,
+    callback,
+    secure: protocol === 'https:',
+    host,
+    port,
+    method,
+    rawPath: typeof options.path === 'string' && options.path ? options.path : '/',
+    websocket: isWebSocket(headerValue(options.headers, 'upgrade')),
+    protocolAgent: agent ?? defaultAgent,
+  };
+}
+
+/**
+ * A real ClientRequest that fails with `error` and never opens a socket: no agent, and a
+ * `createConnection` that hands back an unconnected socket; the request is destroyed before Node attaches
+ * it, so Node destroys that socket with the error and emits 'error' then 'close' on the request.
+ */
+function failedRequest(original: RequestFn, self: unknown, plan: Plan, error: Error): http.ClientRequest {
+  const options: Options = {
+    ...plan.options,
+    agent: undefined,
+    _defaultAgent: plan.protocolAgent,
+    createConnection: () => new net.Socket(),
+    lookup: undefined,
+  };
+  const req = original.call(self, options, plan.callback);
+  req.destroy(error);
+  return req;
+}
+
+interface Tracked {
+  decision: Decision;
+  id: string;
+  hook: string;
+  context: ConnectionContext;
+  admission: BreakerAdmission | undefined;
+  started: number;
+  secure: boolean;
+}
+
+/**
+ * Times an allowed request and writes its completion event:
+ * - connect: from the socket being assigned while still connecting, to its (secure) connect;
+ * - response: from the request being fully sent ('finish') to the response headers;
+ * - idle: the longest gap between response body chunks, from the headers on;
+ * - total: from the request to the end of its response.
+ * Each ends the request with an EgressTimeoutError that names the limit, its value and the rule.
+ * The request's own `emit` is wrapped to watch it: adding 'error' listeners would change what an
+ * unhandled error does, and 'data' listeners would start the response flowing.
+ */
+function track(guard: EgressGuard, req: http.ClientRequest, tracked: Tracked): void {
+  const { decision, id, hook, context, admission, started, secure } = tracked;
+  const t = decision.timeouts;
+  let done = false;
+  let status = 0;
+  let bytes = 0;
+  let error: Error | undefined;
+  let res: http.IncomingMessage | undefined;
+  let tlsVersion: string | undefined;
+  let connectTimer: NodeJS.Timeout | undefined;
+  let responseTimer: NodeJS.Timeout | undefined;
+  let idleTimer: NodeJS.Timeout | undefined;
+
+  const finish = (outcome?: string) => {
+    if (done) return;
+    done = true;
+    clearTimeout(totalTimer);
+    clearTimeout(connectTimer);
+    clearTimeout(responseTimer);
+    clearTimeout(idleTimer);
+    settle(admission, error, status);
+    guard.complete(id, hook, decision, {
+      outcome: outcome ?? (error ? outcomeOf(error) : status >= 500 ? 'error' : 'ok'),
+      durationMs: performance.now() - started,
+      'http.response.status_code': status || undefined,
+      'egress.bytes.received': bytes,
+      'tls.protocol.version': tlsVersion,
+      'error.type': error ? errorType(error) : undefined,
+    });
+  };
+  const kill = (kind: 'connect' | 'response' | 'idle' | 'total', limitMs: number) => {
+    if (done) return;
+    error = timeoutError(kind, limitMs, decision);
+    const failure = error;
+    finish('timeout');
+    if (res && !res.complete) {
+      // Once the body is flowing, the error belongs to whoever reads it: close the socket quietly first so
+      // the request itself does not emit a second, unexpected 'error' after its response.
+      (res.socket ?? req.socket)?.destroy();
+      res.destroy(failure);
+    } else req.destroy(failure);
+  };
+  const arm = (kind: 'connect' | 'response' | 'idle', limitMs: number) => {
+    const timer = setTimeout(() => kill(kind, limitMs), limitMs);
+    timer.unref();
+    return timer;
+  };
+  const totalTimer = setTimeout(() => kill('total', t.total), t.total);
+  totalTimer.unref();
+
+  const onSocket = (socket: net.Socket) => {
+    if (req.reusedSocket) {
+      // A pooled socket was dialled for an earlier request: its address must also suit this one's rule.
+      const address = socket.remoteAddress;
+      const failure = address ? guard.checkDialledAddress(context, address) : undefined;
+      if (failure) {
+        error = failure;
+        req.destroy(failure);
+      }
+      return;
+    }
+    if (!socket.connecting) return;
+    const event = socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect';
+    connectTimer = arm('connect', t.connect);
+    socket.once(event, () => clearTimeout(connectTimer));
+    socket.once('close', () => clearTimeout(connectTimer));
+  };
+  const onResponse = (response: http.IncomingMessage) => {
+    res = response;
+    status = response.statusCode ?? 0;
+    clearTimeout(responseTimer);
+    clearTimeout(connectTimer);
+    if (secure) tlsVersion = (response.socket as tls.TLSSocket | null)?.getProtocol?.() ?? undefined;
+    idleTimer = arm('idle', t.idle);
+    const push = response.push;
+    response.push = function push_(this: http.IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
+      if (chunk !== null && chunk !== undefined) {
+        bytes += (chunk as { length?: number }).length ?? 0;
+        idleTimer?.refresh();
+      }
+      return push.call(this, chunk, encoding);
+    } as typeof response.push;
+    response.once('end', () => finish());
+  };
+
+  const emit = req.emit;
+  req.emit = function emit_(this: http.ClientRequest, event: string | symbol, ...args: unknown[]): boolean {
+    switch (event) {
+      case 'socket':
+        onSocket(args[0] as net.Socket);
+        break;
+      case 'finish':
+        if (!res && !done) responseTimer = arm('response', t.response);
+        break;
+      case 'response':
+        onResponse(args[0] as http.IncomingMessage);
+        break;
+      case 'upgrade':
+      case 'connect':
+        // The exchange ends at the upgrade (WebSocket) or the tunnel (CONNECT): the socket is the caller's now.
+        status = (args[0] as http.IncomingMessage).statusCode ?? 0;
+        finish();
+        break;
+      case 'error':
+        if (secure) args[0] = translateTlsError(guard, decision, args[0] as Error);
+        error ??= args[0] as Error;
+        break;
+      case 'close':
+        finish(error ? undefined : res?.complete ? undefined : 'aborted');
+        break;
+    }
+    return (emit as (this: unknown, e: string | symbol, ...a: unknown[]) => boolean).call(
+      this,
+      event,
+      ...args,
+    );
+  } as typeof req.emit;
+}
+
+// OpenSSL's words for a handshake that failed because no version both sides accept was left.
+const VERSION_FAILURE = /alert protocol version|unsupported protocol|no protocols available|version too low/i;
+
+/**
+ * A handshake that failed on the version, on a socket held to the rule's floor, is reported as what it
+ * is: EgressTlsError (reason tls_version) naming the floor and the rule, with OpenSSL's error as cause.
+ */
+export function translateTlsError(guard: EgressGuard, decision: Decision, error: Error): Error {
+  const code = (error as { code?: unknown }).code;
+  if (!(error instanceof Error) || (code !== 'EPROTO' && !String(code ?? '').startsWith('ERR_SSL')))
+    return error;
+  if (!VERSION_FAILURE.test(error.message)) return error;
+  const floor = decision.tls.minVersion;
+  const translated = guard.errorFor({
+    ...decision,
+    result: 'denied',
+    allowed: false,
+    reason: 'tls_version',
+    message: `egress denied: ${decision.host}:${decision.port} [tls_version]: the TLS handshake found no version at or above the floor ${floor}${decision.rule ? ` of rule "${decision.rule}"` : ''} (the server offers only older ones); the server must support ${floor} or the rule's tls.minVersion must be lowered`,
+  });
+  Object.defineProperty(translated, 'cause', { value: error, configurable: true, writable: true });
+  return translated;
+}
+
+/** Reports the outcome to the breaker: network errors, timeouts and 5xx fail; the caller's own abort and policy denials do not. */
+function settle(admission: BreakerAdmission | undefined, error: Error | undefined, status = 0): void {
+  if (!admission?.admitted) return;
+  const code = (error as { code?: string } | undefined)?.code;
+  if (error && code !== 'EGRESS_ERR_DENIED' && code !== 'ABORT_ERR') admission.ticket.fail(error);
+  else if (status >= 500) admission.ticket.fail(new Error(`HTTP ${status}`));
+  else admission.ticket.succeed();
+}
+
+/** The completion outcome of a failed request. */
+export function outcomeOf(error: Error): string {
+  switch ((error as { code?: string }).code) {
+    case 'EGRESS_ERR_TIMEOUT':
+      return 'timeout';
+    case 'EGRESS_ERR_TLS':
+      return 'tls';
+    case 'EGRESS_ERR_DENIED':
+      return 'denied';
+    case 'EGRESS_ERR_CIRCUIT_OPEN':
+      return 'circuit_open';
+    default:
+      return 'error';
+  }
+}
+
+export function errorType(error: unknown): string {
+  const e = error as { code?: unknown; name?: unknown } | undefined;
+  return typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'Error';
+}
+
+export function circuitOpenError(
+  decision: Decision,
+  secure: boolean,
+  host: string,
+  port: number,
+): EgressCircuitOpenError {
+  const origin = `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}`;
+  return new EgressCircuitOpenError(
+    `egress failed fast: the circuit breaker for rule "${decision.rule}" and ${origin} is open after repeated failures; it retries after ${decision.breaker === false ? 0 : decision.breaker.resetTimeout} ms`,
+    { rule: decision.rule, host: decision.host, port, policyHash: decision.policyHash },
+  );
+}
+
+/** Sets the rule's TLS floor unless the caller asked for a higher one (a lower cap is refused by the TLS layer). */
+export function raiseFloor(options: { minVersion?: unknown }, decision: Decision): void {
+  // Report mode blocks nothing: the TLS layer logs a connection below the floor instead.
+  if (decision.mode === 'report') return;
+  const floor = decision.tls.minVersion;
+  const asked = typeof options.minVersion === 'string' ? options.minVersion : undefined;
+  if (!asked || (RANK[asked] ?? 0) < (RANK[floor] ?? 0)) options.minVersion = floor;
+}
+
+export function stripQuery(path: string): string {
+  const q = path.indexOf('?');
+  return q === -1 ? path : path.slice(0, q);
+}
+
+/** An IPv6 literal without its brackets (Node dials the bare form; URLs carry the bracketed one). */
+export function bare(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}
+
+export function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function urlOf(secure: boolean, host: string, port: number, rawPath: string): string {
+  const path = rawPath.startsWith('/') ? rawPath : `/${rawPath}`;
+  return `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}${path}`;
+}
+
+/** Node's `isURL` in `ClientRequest`: a URL, or an object shaped like one. */
+function isUrlLike(value: unknown): value is URL {
+  const v = value as Record<string, unknown> | null;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    Boolean(v.href) &&
+    Boolean(v.protocol) &&
+    v.auth === undefined &&
+    v.path === undefined
+  );
+}
+
+function isWebSocket(value: unknown): boolean {
+  const text = Array.isArray(value) ? value.join(',') : typeof value === 'string' ? value : '';
+  return /(^|[\s,])websocket($|[\s,])/i.test(text);
+}
+
+/** A header's value from request options' `headers`, an object or a flat [name, value, ...] array. */
+function headerValue(headers: unknown, name: string): unknown {
+  if (Array.isArray(headers)) {
+    for (let i = 0; i + 1 < headers.length; i += 2) {
+      if (String(headers[i]).toLowerCase() === name) return headers[i + 1];
+    }
+    return undefined;
+  }
+  if (!headers || typeof headers !== 'object') return undefined;
+  for (const [key, value] of Object.entries(headers)) if (key.toLowerCase() === name) return value;
+  return undefined;
 }

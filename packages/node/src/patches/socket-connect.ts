@@ -1,5 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
+import { type Decision, EgressError } from '@egress-guard/policy';
 import { type ConnectionContext, contextOf } from '../connection-context.js';
 import type { EgressGuard } from '../egress-guard.js';
 import { guardedLookup } from '../guarded-lookup.js';
@@ -32,11 +33,18 @@ export function patchSocketConnect(current: () => EgressGuard | undefined): () =
       const recent = guard.recentRequest(host, port);
       // A socket opened for a request a hook allowed moments ago (a caller's own dispatcher or agent)
       // is decided as that request's transport; anything else is a raw connection.
+      const hook = isTls ? 'tls' : 'net';
+      const started = performance.now();
       const { decision, id } = recent
         ? { decision: guard.decideTransport(host, port, isTls), id: undefined }
-        : guard.check({ scheme: isTls ? 'tls' : 'tcp', host, port }, isTls ? 'tls' : 'net');
-      if (!decision.allowed) return refuse(this, guard.errorFor(decision));
-      context = { scheme: decision.scheme, host, port, service: guard.service, decision, hook: isTls ? 'tls' : 'net', id };
+        : guard.check({ scheme: isTls ? 'tls' : 'tcp', host, port }, hook);
+      if (!decision.allowed) {
+        if (id) guard.complete(id, hook, decision, { outcome: 'denied', durationMs: 0, 'error.type': decision.reason });
+        return refuse(this, guard.errorFor(decision));
+      }
+      // A raw connection has no request above it to write its completion event: write it when it closes.
+      if (id) completeOnClose(this, guard, id, hook, decision, started);
+      context = { scheme: decision.scheme, host, port, service: guard.service, decision, hook, id };
     }
     const bare = host.startsWith('[') ? host.slice(1, -1) : host;
     if (net.isIP(bare)) {
@@ -83,6 +91,32 @@ function withLookup(args: unknown[], lookup: unknown): unknown[] {
   if (first && typeof first === 'object') return [{ ...(first as object), lookup }, ...args.slice(1)];
   const cb = args.find((a) => typeof a === 'function');
   return [{ port: first, host: typeof args[1] === 'string' ? args[1] : undefined, lookup }, ...(cb ? [cb] : [])];
+}
+
+/** Writes the completion event of a raw connection (outcome, duration, bytes, TLS version) when it closes. */
+export function completeOnClose(socket: net.Socket, guard: EgressGuard, id: string, hook: string, decision: Decision, started: number): void {
+  let failure: Error | undefined;
+  let version: string | undefined;
+  socket.once('error', (error) => {
+    failure = error;
+  });
+  // Read at the handshake: asking a closed TLS socket for its protocol can crash Node 20 (use after free).
+  if (socket instanceof tls.TLSSocket) {
+    socket.once('secureConnect', () => {
+      version = socket.getProtocol() ?? undefined;
+    });
+  }
+  socket.once('close', () => {
+    const code = (failure as { code?: string } | undefined)?.code;
+    guard.complete(id, hook, decision, {
+      outcome: failure ? (failure instanceof EgressError ? (code === 'EGRESS_ERR_TLS' ? 'tls' : 'denied') : 'error') : 'ok',
+      durationMs: performance.now() - started,
+      'egress.bytes.sent': socket.bytesWritten,
+      'egress.bytes.received': socket.bytesRead,
+      'tls.protocol.version': version,
+      'error.type': failure ? (code ?? failure.name) : undefined,
+    });
+  });
 }
 
 function refuse(socket: net.Socket, error: Error): net.Socket {

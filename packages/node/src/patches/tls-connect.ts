@@ -4,6 +4,7 @@ import { type Decision, EgressTlsError } from '@egress-guard/policy';
 import { contextOf } from '../connection-context.js';
 import type { EgressGuard } from '../egress-guard.js';
 import { guardedLookup } from '../guarded-lookup.js';
+import { completeOnClose } from './socket-connect.js';
 
 const RANK: Record<string, number> = { SSLv3: 0, TLSv1: 1, 'TLSv1.1': 2, 'TLSv1.2': 3, 'TLSv1.3': 4 };
 
@@ -23,31 +24,66 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
     const port = Number(options.port ?? 443);
     let context = contextOf(options.lookup);
     let decision: Decision;
+    let raw: { id: string; started: number } | undefined;
     if (context) decision = context.decision;
     else {
       // TLS over a socket the caller already connected (e.g. a CONNECT tunnel through a proxy): that socket
       // was decided when it connected; the name inside the tunnel is decided here.
-      const name = options.socket ? (options.servername ?? host) : host;
+      const name = options.socket ? (options.servername || host) : host;
       const recent = guard.recentRequest(name, port);
+      const started = performance.now();
       const checked = recent ? { decision: guard.decideTransport(name, port, true), id: undefined } : guard.check({ scheme: 'tls', host: name, port }, 'tls');
       decision = checked.decision;
-      if (!decision.allowed) return refused(guard.errorFor(decision), callback);
+      if (!decision.allowed) {
+        if (checked.id) guard.complete(checked.id, 'tls', decision, { outcome: 'denied', durationMs: 0, 'error.type': decision.reason });
+        return refused(guard.errorFor(decision), callback);
+      }
+      if (checked.id) raw = { id: checked.id, started };
       context = { scheme: decision.scheme, host: name, port, service: guard.service, decision, hook: 'tls', id: checked.id };
       if (!options.socket) options.lookup = guardedLookup(guard, context, options.lookup as never);
     }
+    // Send the name that was decided as SNI (Node's tls.connect sends none unless told): the edge checks
+    // that the SNI matches the destination and refuses a hello without one (sni_missing).
+    if (options.servername === undefined && !options.socket && net.isIP(host.replace(/^\[|\]$/g, '')) === 0) options.servername = host;
     const floor = decision.tls.minVersion;
+    // Report mode blocks nothing: a TLS would-deny is logged and the connection goes ahead as the caller asked.
+    const report = decision.mode === 'report';
+    const dest = { scheme: decision.scheme, host: decision.host ?? host, port };
+    const refuse = (denial: Decision, error: Error) => {
+      if (raw) guard.complete(raw.id, 'tls', decision, { outcome: 'tls', durationMs: performance.now() - raw.started, 'error.type': denial.reason });
+      return refused(error, callback);
+    };
     if (options.maxVersion && (RANK[options.maxVersion] ?? 0) < (RANK[floor] ?? 0)) {
-      return refused(tlsError(decision, `the caller capped TLS at ${options.maxVersion}`), callback);
+      const what = `the caller capped TLS at ${options.maxVersion}`;
+      const denial = tlsVersionDecision(decision, what);
+      guard.record(denial, dest, 'tls.floor');
+      if (!denial.allowed) return refuse(denial, tlsError(decision, what));
     }
-    if (!options.minVersion || (RANK[options.minVersion] ?? 0) < (RANK[floor] ?? 0)) options.minVersion = floor;
-    if (options.rejectUnauthorized === false) {
-      if (decision.tls.verify !== false) return refused(guard.errorFor(guard.verifyDisabledDecision(decision)), callback);
-      guard.check({ scheme: decision.scheme, host: decision.host ?? host, port }, 'tls.verify-disabled');
+    if (!report && (!options.minVersion || (RANK[options.minVersion] ?? 0) < (RANK[floor] ?? 0))) options.minVersion = floor;
+    // NODE_TLS_REJECT_UNAUTHORIZED=0 is the process-wide way of turning verification off: the same rule applies.
+    const verifyOff =
+      options.rejectUnauthorized === false ||
+      (options.rejectUnauthorized === undefined && process.env.NODE_TLS_REJECT_UNAUTHORIZED === '0');
+    if (verifyOff) {
+      if (decision.tls.verify !== false) {
+        const denial = guard.verifyDisabledDecision(decision);
+        guard.record(denial, dest, 'tls.verify-disabled');
+        if (!denial.allowed) return refuse(denial, guard.errorFor(denial));
+      } else {
+        // Allowed by the rule, and logged on every use.
+        guard.check(dest, 'tls.verify-disabled');
+      }
     }
     const socket = (original as (...a: unknown[]) => tls.TLSSocket)(options, callback);
+    if (raw) completeOnClose(socket, guard, raw.id, 'tls', decision, raw.started);
+    if (!report) translateVersionErrors(socket, decision);
     socket.once('secureConnect', () => {
       const version = socket.getProtocol() ?? 'unknown';
-      if ((RANK[version] ?? -1) < (RANK[floor] ?? 0)) socket.destroy(tlsError(decision, `the server negotiated ${version}`));
+      if ((RANK[version] ?? -1) >= (RANK[floor] ?? 0)) return;
+      const what = `the server negotiated ${version}`;
+      const denial = tlsVersionDecision(decision, what);
+      guard.record(denial, dest, 'tls.floor');
+      if (!denial.allowed) socket.destroy(tlsError(decision, what));
     });
     return socket;
   } as typeof tls.connect;
@@ -57,10 +93,52 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
   };
 }
 
-function tlsError(decision: Decision, what: string): EgressTlsError {
+// OpenSSL's ways of saying that no TLS version both sides accept exists (a server below the floor).
+const VERSION_ERRORS = new Set([
+  'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION',
+  'ERR_SSL_UNSUPPORTED_PROTOCOL',
+  'ERR_SSL_NO_PROTOCOLS_AVAILABLE',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_VERSION_TOO_LOW',
+]);
+
+/**
+ * A handshake that fails because the server does not speak the floor surfaces as OpenSSL's error: the
+ * caller gets the guard's EgressTlsError instead (reason tls_version, the rule, how to fix it), with
+ * OpenSSL's error as its cause.
+ */
+function translateVersionErrors(socket: tls.TLSSocket, decision: Decision): void {
+  const emit = socket.emit;
+  let established = false;
+  socket.once('secureConnect', () => {
+    established = true;
+  });
+  socket.emit = function (this: tls.TLSSocket, event: string | symbol, ...args: unknown[]) {
+    const error = args[0] as NodeJS.ErrnoException | undefined;
+    if (event === 'error' && !established && error && typeof error.code === 'string' && VERSION_ERRORS.has(error.code)) {
+      args[0] = tlsError(decision, `the server does not accept ${decision.tls.minVersion} or later (${error.code})`, error);
+    }
+    return (emit as (this: tls.TLSSocket, ...a: unknown[]) => boolean).call(this, event, ...args);
+  } as typeof socket.emit;
+}
+
+/** A decision refusing a connection below the TLS floor (reported instead in report mode). */
+function tlsVersionDecision(decision: Decision, what: string): Decision {
+  const report = decision.mode === 'report';
+  const message = tlsError(decision, what).message;
+  return {
+    ...decision,
+    result: report ? 'reported' : 'denied',
+    allowed: report,
+    reason: 'tls_version',
+    message: report ? `would be ${message} (report mode)` : message,
+  };
+}
+
+function tlsError(decision: Decision, what: string, cause?: unknown): EgressTlsError {
   return new EgressTlsError(
     `egress denied: ${decision.host}:${decision.port} [tls_version]: ${what}, below the floor ${decision.tls.minVersion}${decision.rule ? ` of rule "${decision.rule}"` : ''}; the server must support ${decision.tls.minVersion} or the rule's tls.minVersion must be lowered`,
-    { reason: 'tls_version', rule: decision.rule, host: decision.host, port: decision.port, policyHash: decision.policyHash },
+    { reason: 'tls_version', rule: decision.rule, host: decision.host, port: decision.port, policyHash: decision.policyHash, cause },
   );
 }
 

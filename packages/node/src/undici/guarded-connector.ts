@@ -26,7 +26,8 @@ export function guardedConnector(guard: EgressGuard, base: ConnectOptions = {}):
     const decision = guard.decideTransport(opts.hostname, port, tls);
     if (!decision.allowed) return callback(guard.errorFor(decision), null);
     if (tls && base.rejectUnauthorized === false && decision.tls.verify !== false) {
-      return callback(guard.errorFor(guard.verifyDisabledDecision(decision)), null);
+      const denial = guard.verifyDisabledDecision(decision);
+      if (!denial.allowed) return callback(guard.errorFor(denial), null);
     }
     const key = `${opts.protocol}//${opts.hostname}:${port}`;
     let entry = cache.get(key);

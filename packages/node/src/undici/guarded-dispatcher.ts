@@ -1,8 +1,13 @@
-import { EgressCircuitOpenError, type EgressTimeoutError, type Scheme } from '@egress-guard/policy';
+import {
+  type Decision,
+  EgressCircuitOpenError,
+  type EgressTimeoutError,
+  type Scheme,
+} from '@egress-guard/policy';
 import { Agent, Dispatcher } from 'undici';
 import type { EgressGuard } from '../egress-guard.js';
 import { timeoutError } from '../timeouts.js';
-import { decidedRequests } from './decided-requests.js';
+import { markDecided } from './decided-requests.js';
 import { guardedConnector } from './guarded-connector.js';
 import { failHandler, observeHandler } from './observe-handler.js';
 
@@ -41,7 +46,10 @@ export class GuardedDispatcher extends Dispatcher {
     this.hook = options.hook ?? 'undici';
     this.inner =
       options.dispatcher ??
-      new Agent({ ...options.agent, connect: guardedConnector(guard, (options.agent?.connect ?? {}) as never) });
+      new Agent({
+        ...options.agent,
+        connect: guardedConnector(guard, (options.agent?.connect ?? {}) as never),
+      });
   }
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
@@ -61,20 +69,30 @@ export class GuardedDispatcher extends Dispatcher {
     const q = rawPath.indexOf('?');
     const path = q === -1 ? rawPath : rawPath.slice(0, q);
     const method = opts.method ?? 'GET';
-    const { decision, id } = this.guard.check(
-      { scheme, host: origin.hostname, port, method, path },
-      this.hook,
-      { url: `${origin.origin}${rawPath}` },
-    );
+    const tunnel = method.toUpperCase() === 'CONNECT';
+    const hook = tunnel ? `${this.hook}.proxy` : this.hook;
+    const { decision, id } = tunnel
+      ? this.decideTunnel(origin, port, rawPath)
+      : this.guard.check({ scheme, host: origin.hostname, port, method, path }, hook, {
+          url: `${origin.origin}${rawPath}`,
+        });
     if (!decision.allowed) {
-      this.guard.complete(id, this.hook, decision, { outcome: 'denied', durationMs: performance.now() - started, 'error.type': decision.reason });
+      this.guard.complete(id, hook, decision, {
+        outcome: 'denied',
+        durationMs: performance.now() - started,
+        'error.type': decision.reason,
+      });
       failHandler(handler, this.guard.errorFor(decision));
       return false;
     }
-    this.guard.noteRequest(scheme, origin.hostname, port);
+    this.guard.noteRequest(tunnel ? (secure ? 'https' : 'http') : scheme, origin.hostname, port);
     const admission = this.guard.admit(decision, origin.origin);
     if (admission && !admission.admitted) {
-      this.guard.complete(id, this.hook, decision, { outcome: 'circuit_open', durationMs: performance.now() - started, 'error.type': 'circuit_open' });
+      this.guard.complete(id, hook, decision, {
+        outcome: 'circuit_open',
+        durationMs: performance.now() - started,
+        'error.type': 'circuit_open',
+      });
       failHandler(
         handler,
         new EgressCircuitOpenError(
@@ -98,7 +116,7 @@ export class GuardedDispatcher extends Dispatcher {
       const ticket = admission?.admitted ? admission.ticket : undefined;
       if (error || status >= 500) ticket?.fail(error ?? new Error(`HTTP ${status}`));
       else ticket?.succeed();
-      this.guard.complete(id, this.hook, decision, {
+      this.guard.complete(id, hook, decision, {
         outcome,
         durationMs: performance.now() - started,
         'http.response.status_code': status || undefined,
@@ -136,8 +154,37 @@ export class GuardedDispatcher extends Dispatcher {
       headersTimeout: Math.min(opts.headersTimeout ?? Number.POSITIVE_INFINITY, t.response),
       bodyTimeout: Math.min(opts.bodyTimeout ?? Number.POSITIVE_INFINITY, t.idle),
     };
-    decidedRequests.add(timed);
+    markDecided(timed, origin.origin, method, rawPath);
     return this.inner.dispatch(timed, observed);
+  }
+
+  /**
+   * A CONNECT through a forward proxy (undici's ProxyAgent and EnvHttpProxyAgent, or `connect()`): the
+   * request being tunnelled was decided on its own when it was dispatched; here the proxy is decided as
+   * a transport (its rule lists the proxy's host, `schemes: [http]` or `[https]` and its port; methods
+   * and paths do not apply), and the tunnel's target must be the destination of a request a hook just
+   * allowed, or be allowed as a raw `tcp`/`tls` destination, so that a tunnel cannot be opened by hand
+   * through an allowed proxy to a destination no rule lists.
+   */
+  private decideTunnel(origin: URL, port: number, authority: string): { decision: Decision; id: string } {
+    const proxyScheme = origin.protocol === 'https:' ? 'https' : 'http';
+    const proxy = this.guard.check(
+      { scheme: proxyScheme, host: origin.hostname, port },
+      `${this.hook}.proxy`,
+      { url: origin.origin },
+    );
+    if (!proxy.decision.allowed) return proxy;
+    const target = parseAuthority(authority);
+    if (!target) return { decision: this.guard.invalidDecision(`CONNECT ${authority}`), id: proxy.id };
+    if (this.guard.recentRequest(target.host, target.port)) return proxy;
+    const tcp = { scheme: 'tcp' as const, host: target.host, port: target.port };
+    let raw = this.guard.decide(tcp);
+    if (!raw.allowed && raw.reason === 'scheme_not_allowed') {
+      const tls = this.guard.decide({ ...tcp, scheme: 'tls' });
+      if (tls.allowed) raw = tls;
+    }
+    const checked = this.guard.record(raw, { ...tcp, scheme: raw.scheme }, `${this.hook}.tunnel`);
+    return raw.allowed ? proxy : checked;
   }
 
   override close(...args: unknown[]): any {
@@ -151,14 +198,29 @@ export class GuardedDispatcher extends Dispatcher {
 
 function isTimeout(error: Error): boolean {
   const code = (error as { code?: string }).code;
-  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'EGRESS_ERR_TIMEOUT';
+  return (
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_BODY_TIMEOUT' ||
+    code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    code === 'EGRESS_ERR_TIMEOUT'
+  );
 }
 
 /** The error recorded for undici's own timeouts says which limit of the rule elapsed. */
 function translateTimeout(error: Error, decision: Parameters<typeof timeoutError>[2]): Error {
   const code = (error as { code?: string }).code;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT') return timeoutError('response', decision.timeouts.response, decision, error);
+  if (code === 'UND_ERR_HEADERS_TIMEOUT')
+    return timeoutError('response', decision.timeouts.response, decision, error);
   if (code === 'UND_ERR_BODY_TIMEOUT') return timeoutError('idle', decision.timeouts.idle, decision, error);
-  if (code === 'UND_ERR_CONNECT_TIMEOUT') return timeoutError('connect', decision.timeouts.connect, decision, error);
+  if (code === 'UND_ERR_CONNECT_TIMEOUT')
+    return timeoutError('connect', decision.timeouts.connect, decision, error);
   return error;
+}
+
+/** `host:port` or `[v6]:port`, as a CONNECT request names its target. */
+function parseAuthority(authority: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:/\s]+)):(\d{1,5})$/.exec(authority);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  return port >= 1 && port <= 65535 ? { host: (m[1] ?? m[2])!, port } : undefined;
 }
