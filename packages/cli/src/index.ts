@@ -3,7 +3,10 @@
  * The `egress-guard` command. `main()` runs it in-process (for tests and embedding).
  */
 import { check } from './commands/check.js';
+import { diff } from './commands/diff.js';
+import { learn } from './commands/learn.js';
 import { lint } from './commands/lint.js';
+import { report } from './commands/report.js';
 import { schema } from './commands/schema.js';
 import { type CliIo, processIo, UsageError } from './io.js';
 
@@ -20,6 +23,20 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   schema: {
     run: schema,
     summary: 'schema                                  print the JSON Schema of policy files',
+  },
+  learn: {
+    run: learn,
+    summary: 'learn <logs...> [--out policy.yaml]      a minimal policy allowing what the audit logs show',
+  },
+  diff: {
+    run: diff,
+    summary:
+      'diff <policy.yaml> <logs...>            what enforcing the policy would have denied, per service',
+  },
+  report: {
+    run: report,
+    summary:
+      'report <logs...> --html report.html     one self-contained page: destinations, decisions, denials',
   },
 };
 

@@ -16,6 +16,11 @@ export interface ConnectionContext {
   hook: string;
   /** The decision event's id, so dial-time denials can be tied to the request. */
   id: string | undefined;
+  /**
+   * The hook already applied the TLS floor and the verification rule to this connection and logged what
+   * it found (e.g. the guard's https agents): `tls.connect` does not check and log them a second time.
+   */
+  tlsChecked?: boolean | undefined;
 }
 
 const CONTEXT = Symbol.for('egress-guard.connection-context');

@@ -26,6 +26,7 @@ import { type BreakerAdmission, BreakerRegistry } from './breakers.js';
 import type { ConnectionContext } from './connection-context.js';
 import type { GuardOptions } from './guard-options.js';
 import { createHttpAgent, createHttpsAgent } from './http-agents.js';
+import { GuardedDispatcher, type GuardedDispatcherOptions } from './undici/guarded-dispatcher.js';
 
 // Captured at load, before any patch: the guard resolves names with the real dns.lookup.
 const realLookup = dns.lookup.bind(dns) as LookupFunction;
@@ -217,6 +218,15 @@ export class EgressGuard {
   admit(decision: Decision, origin: string): BreakerAdmission | undefined {
     if (decision.breaker === false || decision.result !== 'allowed') return undefined;
     return this.breakers.admit(`${decision.rule ?? '-'}|${origin}`, decision.rule, decision.breaker);
+  }
+
+  /**
+   * An undici dispatcher that decides every request and redirect hop (scheme, host, port, method, path),
+   * with the rule's TLS floor, timeouts and breaker: for `setGlobalDispatcher(guard.dispatcher())` or a
+   * `dispatcher` option, without `install()`. Give `{ dispatcher }` to wrap one of your own instead.
+   */
+  dispatcher(options: GuardedDispatcherOptions = {}): GuardedDispatcher {
+    return new GuardedDispatcher(this, { hook: 'undici', ...options });
   }
 
   /**

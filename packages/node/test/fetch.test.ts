@@ -363,7 +363,9 @@ describe('WebSocket', () => {
       installWith();
       const WS = Client();
       const ws = new WS(`wss://api.example.test:${wssServer.port}/chat`);
-      await once(ws as never, 'close');
+      // 'error' rather than 'close': Node 22's bundled WebSocket (undici 6) never fires close after a
+      // failed connection, guarded or not, and stays CONNECTING.
+      await once(ws as never, 'error');
       expect(wssServer.connections).toBe(0);
       expect(sink.decisions()[0]).toMatchObject({
         'egress.decision': 'denied',
@@ -376,7 +378,9 @@ describe('WebSocket', () => {
       installWith();
       const WS = Client();
       const ws = new WS(`ws://ws.example.test:${plain.port}/chat`);
-      await once(ws as never, 'close');
+      // 'error' rather than 'close': Node 22's bundled WebSocket (undici 6) never fires close after a
+      // failed connection, guarded or not, and stays CONNECTING.
+      await once(ws as never, 'error');
       expect(plain.connections).toBe(0);
       expect(sink.decisions()[0]).toMatchObject({
         'egress.decision': 'denied',

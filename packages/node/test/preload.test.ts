@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ensureBuilt, NODE_PACKAGE } from './fixtures/build.js';
-import { type RecordingServer, runNode, startHttpServer } from './fixtures/harness.js';
+import { startChildProxy } from './fixtures/child-proxy.js';
+import { NODE_MAJOR, type RecordingServer, runNode, startHttpServer } from './fixtures/harness.js';
 
 const APP_ESM = fileURLToPath(new URL('./fixtures/preload/app.mjs', import.meta.url));
 const APP_CJS = fileURLToPath(new URL('./fixtures/preload/app.cjs', import.meta.url));
@@ -168,5 +169,44 @@ services:
     });
     expect(child.code).toBe(78);
     expect(child.stderr).toMatch(/^egress-guard: not starting: service "billing" is not in the policy/);
+  });
+});
+
+// Node 22.21+, 24 and 26 honour HTTP(S)_PROXY in fetch when started with NODE_USE_ENV_PROXY=1; Node 20 does not.
+describe.skipIf(NODE_MAJOR < 22)('NODE_USE_ENV_PROXY=1', () => {
+  it('fetch keeps going through HTTP_PROXY: the target is decided, the proxy must be allowed', async () => {
+    const proxy = await startChildProxy();
+    try {
+      const policy = await writePolicy(
+        policyFor(
+          allowed.port,
+          `  - name: corporate-proxy
+    addresses: [127.0.0.1/32]
+    schemes: [http]
+    ports: [${proxy.port}]
+`,
+        ),
+      );
+      const child = await run('--import', APP_ESM, {
+        EGRESS_GUARD_POLICY: policy,
+        NODE_USE_ENV_PROXY: '1',
+        HTTP_PROXY: `http://127.0.0.1:${proxy.port}`,
+        NO_PROXY: undefined,
+      });
+      expect(child.code).toBe(0);
+      const result = resultOf(child.stdout);
+      expect(result.allowed.status).toBe(200);
+      expect(result.denied).toMatchObject({ code: 'EGRESS_ERR_DENIED', reason: 'port_not_allowed' });
+      await proxy.sync();
+      expect(proxy.targets).toEqual([{ method: 'CONNECT', target: `127.0.0.1:${allowed.port}` }]);
+      expect(allowed.connections).toBe(1);
+      expect(denied.connections).toBe(0);
+      const hooks = eventsOf(child.stdout)
+        .filter((e) => e['event.name'] === 'egress.decision')
+        .map((e) => e['egress.hook']);
+      expect(hooks.slice(0, 2)).toEqual(['fetch', 'undici.proxy']);
+    } finally {
+      await proxy.close();
+    }
   });
 });

@@ -16,7 +16,7 @@ import {
   fetch as undiciFetch,
 } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EgressError, install, uninstall } from '../src/index.js';
+import { createGuard, EgressError, install, uninstall } from '../src/index.js';
 import { type ChildProxy, startChildProxy } from './fixtures/child-proxy.js';
 import {
   createTestPki,
@@ -32,6 +32,7 @@ import {
   rejection,
   routes,
   startDnsServer,
+  startHttpServer,
   startHttpsServer,
   type TestDnsServer,
   type TestPki,
@@ -446,6 +447,31 @@ describe('proxies: the decision is about the target, and the proxy must be allow
     }
   });
 
+  it('ProxyAgent without tunnelling (proxyTunnel: false, plain http): the target and the proxy are decided', async () => {
+    const plain = await startHttpServer();
+    installWith([loopbackRule('api-http', ['api.example.test'], { schemes: ['http'] }), rules.proxy]);
+    const agent = new ProxyAgent({ uri: proxyUri(), proxyTunnel: false });
+    try {
+      const res = await request(`http://api.example.test:${plain.port}/v1/plain`, { dispatcher: agent });
+      expect(res.statusCode).toBe(200);
+      await body(res);
+      await proxy.sync();
+      expect(proxy.targets).toEqual([
+        { method: 'GET', target: `http://api.example.test:${plain.port}/v1/plain` },
+      ]);
+      expect(
+        await rejection(request(`http://evil.example.test:${plain.port}/v1/x`, { dispatcher: agent })),
+      ).toMatchObject({
+        reason: 'host_not_allowed',
+      });
+      await proxy.sync();
+      expect(proxy.targets).toHaveLength(1);
+    } finally {
+      await agent.close();
+      await plain.close();
+    }
+  });
+
   describe('EnvHttpProxyAgent with HTTPS_PROXY', () => {
     const saved: Record<string, string | undefined> = {};
     const setEnv = (vars: Record<string, string | undefined>) => {
@@ -521,5 +547,129 @@ describe('proxies: the decision is about the target, and the proxy must be allow
         await agent.close();
       }
     });
+
+    describe('global fetch when the process uses the proxy environment (NODE_USE_ENV_PROXY=1)', () => {
+      // Node 22.21+, 24 and 26 started with NODE_USE_ENV_PROXY=1 install an EnvHttpProxyAgent as global
+      // dispatcher; an application can do the same. install() then keeps fetch going through the proxy.
+      let previous: ReturnType<typeof getGlobalDispatcher>;
+      let envGlobal: EnvHttpProxyAgent | undefined;
+      const useEnvProxy = () => {
+        setEnv({
+          HTTPS_PROXY: proxyUri(),
+          https_proxy: undefined,
+          HTTP_PROXY: undefined,
+          http_proxy: undefined,
+          NO_PROXY: undefined,
+          no_proxy: undefined,
+        });
+        previous = getGlobalDispatcher();
+        envGlobal = new EnvHttpProxyAgent();
+        setGlobalDispatcher(envGlobal);
+      };
+      afterEach(async () => {
+        await uninstall();
+        if (envGlobal) {
+          setGlobalDispatcher(previous);
+          await envGlobal.close();
+          envGlobal = undefined;
+        }
+      });
+
+      it('an allowed target goes through the allowed proxy', async () => {
+        useEnvProxy();
+        installWith([rules.api, rules.proxy]);
+        const res = await fetch(apiUrl());
+        expect(res.status).toBe(200);
+        await res.text();
+        await proxy.sync();
+        expect(proxy.targets.map((t) => `${t.method} ${t.target}`)).toEqual([
+          `CONNECT api.example.test:${api.port}`,
+        ]);
+        expect(sink.decisions().map((e) => [e['egress.hook'], e['server.address']])).toEqual([
+          ['fetch', 'api.example.test'],
+          ['undici.proxy', 'proxy.example.test'],
+        ]);
+      });
+
+      it('an unlisted target is denied before the proxy is contacted', async () => {
+        useEnvProxy();
+        installWith([rules.api, rules.proxy]);
+        const error = await rejection(fetch(evilUrl()));
+        expect(error.cause).toMatchObject({ reason: 'host_not_allowed', host: 'evil.example.test' });
+        await proxy.sync();
+        expect(proxy.connections).toBe(0);
+      });
+
+      it('a proxy no rule lists is denied, with zero connections at the proxy', async () => {
+        useEnvProxy();
+        installWith([rules.api]);
+        const error = await rejection(fetch(apiUrl()));
+        expect(error.cause).toMatchObject({ reason: 'host_not_allowed', host: 'proxy.example.test' });
+        await proxy.sync();
+        expect(proxy.connections).toBe(0);
+        expect(api.connections).toBe(0);
+      });
+
+      it('a proxy listed as a raw tcp destination is allowed too', async () => {
+        useEnvProxy();
+        installWith([rules.api, loopbackRule('proxy-tcp', ['proxy.example.test'], { schemes: ['tcp'] })]);
+        const res = await fetch(apiUrl());
+        expect(res.status).toBe(200);
+        await res.text();
+        expect(sink.decisions().at(-1)).toMatchObject({
+          'egress.hook': 'undici.proxy',
+          'egress.rule': 'proxy-tcp',
+          'url.scheme': 'tcp',
+        });
+      });
+    });
+  });
+});
+
+describe('guard.dispatcher() without install()', () => {
+  it('decides every request made through it; nothing else is patched', async () => {
+    sink = eventSink();
+    const guard = createGuard({
+      policy: policyOf({ allow: [rules.api] }),
+      lookup: dialLookup,
+      ca: pki.caCertPem,
+      destination: sink,
+    });
+    const dispatcher = guard.dispatcher();
+    try {
+      const res = await request(apiUrl(), { dispatcher });
+      expect(res.statusCode).toBe(200);
+      await body(res);
+      expect(await rejection(request(evilUrl(), { dispatcher }))).toMatchObject({
+        code: 'EGRESS_ERR_DENIED',
+        reason: 'host_not_allowed',
+      });
+      expect(evil.connections).toBe(0);
+      expect(sink.decisions().map((e) => [e['egress.hook'], e['egress.decision']])).toEqual([
+        ['undici', 'allowed'],
+        ['undici', 'denied'],
+      ]);
+    } finally {
+      await dispatcher.close();
+      await guard.close();
+    }
+  });
+
+  it('its own connector checks the dialled address (a listed name resolving to loopback without privateAddresses: allow)', async () => {
+    sink = eventSink();
+    const guard = createGuard({
+      policy: policyOf({ allow: [{ name: 'api', hosts: ['api.example.test'], ports: EPHEMERAL }] }),
+      lookup: dialLookup,
+      ca: pki.caCertPem,
+      destination: sink,
+    });
+    const dispatcher = guard.dispatcher();
+    try {
+      expect(await rejection(request(apiUrl(), { dispatcher }))).toMatchObject({ reason: 'private_address' });
+      expect(api.connections).toBe(0);
+    } finally {
+      await dispatcher.close();
+      await guard.close();
+    }
   });
 });

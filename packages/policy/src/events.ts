@@ -1,4 +1,9 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { EgressOptionsError } from './errors.js';
+import { openAuditFile } from './event-audit-file.js';
+import { registerExitFlush } from './event-exit-flush.js';
+import { BoundedSink, DEFAULT_MAX_BUFFERED_BYTES, type SinkStats } from './event-sink.js';
+import { toOcsf } from './ocsf.js';
 import type { ReasonCode } from './reason-codes.js';
 import type { Decision, Mode } from './types.js';
 
@@ -8,7 +13,10 @@ export const EVENT_SCHEMA_VERSION = 1;
 /** Which half of the product wrote the event. */
 export type EventSource = 'sdk' | 'edge';
 
-/** Fields common to every egress-guard event. OpenTelemetry names where one exists, `egress.*` otherwise. */
+/**
+ * Fields common to every egress-guard event. OpenTelemetry names where one exists, `egress.*` otherwise.
+ * The published JSON Schema (`schema/events-v1.json`) and docs/events.md describe every field.
+ */
 export interface BaseEvent {
   'event.name': string;
   'egress.schema': typeof EVENT_SCHEMA_VERSION;
@@ -29,6 +37,7 @@ export interface DecisionEvent extends BaseEvent {
   /** The hook that saw the traffic: fetch, undici, http, https, http2, net, tls, dns, edge.explicit, ... */
   'egress.hook': string;
   'egress.message'?: string | undefined;
+  /** One of the policy's schemes: https, http, wss, ws, tls, tcp, ssh. */
   'url.scheme': string;
   /** Scheme, host, port and path; the query string is redacted unless the caller opts in. */
   'url.full'?: string | undefined;
@@ -47,15 +56,21 @@ export interface CompletionEvent extends BaseEvent {
   'egress.id': string;
   'egress.hook': string;
   'egress.rule'?: string | undefined;
+  /** The hash of the policy that made the decision; empty when the flow ended before any decision. */
   'egress.policy.hash': string;
   /** ok, error, timeout, circuit_open, tls, denied (a redirect or dial-time denial after the decision). */
   'egress.outcome': string;
   'egress.duration_ms': number;
   'server.address'?: string | undefined;
   'server.port'?: number | undefined;
+  'client.address'?: string | undefined;
   'http.response.status_code'?: number | undefined;
+  /** The negotiated TLS version as Node spells it (`TLSv1.3`). */
   'tls.protocol.version'?: string | undefined;
   'tls.client.alpn'?: string | undefined;
+  'tls.client.server_name'?: string | undefined;
+  /** Edge only: the highest TLS version the client offered. */
+  'egress.tls.client_max_version'?: string | undefined;
   'egress.bytes.sent'?: number | undefined;
   'egress.bytes.received'?: number | undefined;
   'egress.close_reason'?: string | undefined;
@@ -87,57 +102,224 @@ export interface BreakerEvent extends BaseEvent {
   'egress.rule'?: string | undefined;
 }
 
-export type EgressEvent = DecisionEvent | CompletionEvent | PolicyEvent | BreakerEvent;
+/** Why events were dropped: the sink did not keep up, failed, or dropped lines itself. */
+export type DropReason = 'backpressure' | 'sink_error' | 'sink_drop';
+
+/**
+ * Written by the emitter itself, on the first write the sink accepts after a loss: how many events were
+ * dropped since the last such report. An audit trail with a gap says so.
+ */
+export interface DroppedEvent extends BaseEvent {
+  'event.name': 'egress.events.dropped';
+  /** Events dropped since the previous report. */
+  'egress.events.dropped': number;
+  /** Events dropped since the emitter was created. */
+  'egress.events.dropped_total': number;
+  'egress.events.drop_reason': DropReason;
+  /** When the first of these drops happened (ISO 8601). */
+  'egress.events.since': string;
+}
+
+export type EgressEvent = DecisionEvent | CompletionEvent | PolicyEvent | BreakerEvent | DroppedEvent;
+
+/** Output formats: egress-guard's own schema (default), or OCSF 1.6 classes for SIEMs that ingest OCSF. */
+export type EventFormat = 'json' | 'ocsf';
 
 /** Where events go: the application's pino logger, or a destination stream; default stdout. */
 export interface EmitterOptions {
   /** The application's pino logger; events become child log lines with `egress: true`. */
   logger?: Logger | undefined;
-  /** A pino destination (e.g. `pino.destination({ dest: 1, sync: false })`), used when no logger is given. */
+  /**
+   * A pino destination (`pino.destination(...)`, `pino.transport(...)`, any writable), used when no
+   * logger is given. Default: asynchronous JSON lines on stdout (`pino.destination({ dest: 1, sync: false })`),
+   * so that a stalled reader of stdout never blocks the service.
+   */
   destination?: DestinationStream | undefined;
   /** Log level of allowed decisions and completions. Default `info`; denials are `warn`. */
   level?: 'trace' | 'debug' | 'info' | undefined;
+  /**
+   * `json` (default): egress-guard's schema, one JSON line per event. `ocsf`: each event mapped by
+   * `toOcsf()` (Network Activity 4001, HTTP Activity 4002, Base Event 0 for the rest); with a `logger`,
+   * the OCSF object is nested under the key `ocsf` because the logger owns the line's envelope.
+   */
+  format?: EventFormat | undefined;
+  /**
+   * Flush buffered events on `exit`, `SIGTERM` and `SIGINT`. Default `false`: a library must not change
+   * a process's signal behaviour unasked. When on, the signal handlers flush and then, if nothing else
+   * listens for that signal, re-raise it so the process still ends as it would have.
+   */
+  flushOnExit?: boolean | undefined;
+  /**
+   * How many bytes (approximately) may wait in a destination that has signalled backpressure before
+   * further events are dropped and counted. Default 64 MiB. Applies to the destination the emitter
+   * writes to itself, not to an application logger's stream.
+   */
+  maxBufferedBytes?: number | undefined;
+  /** `egress.source` of the emitter's own events (`egress.events.dropped`). Default: that of the last event. */
+  source?: EventSource | undefined;
+  /**
+   * The line around each event, on the emitter's own destination. Default `{ time: 'iso' }` and no other
+   * field. A transport that expects pino's defaults, such as pino-syslog, needs
+   * `{ time: 'epoch', base: { pid: process.pid, hostname: os.hostname() } }`. Names in `base` must not
+   * contain a dot (dotted names belong to the event schema).
+   */
+  envelope?: LineEnvelope | undefined;
+}
+
+/** The fields pino writes around an event. */
+export interface LineEnvelope {
+  /** `iso` (default): `"time":"2026-01-31T10:00:00.000Z"`; `epoch`: milliseconds, pino's default. */
+  time?: 'iso' | 'epoch' | undefined;
+  /** Fields added to every line. Default none. */
+  base?: Record<string, string | number> | undefined;
+}
+
+/** Counters of an emitter, for health checks and tests. */
+export interface EmitterStats extends SinkStats {
+  /** Events given to `emit()`. */
+  emitted: number;
 }
 
 /** Writes events. One method per event kind; denials are logged at warn. */
 export interface EventEmitter {
   emit(event: EgressEvent): void;
-  /** Flushes buffered output (pino's `flush`) so nothing is lost on exit. */
-  flush(): Promise<void>;
+  /**
+   * Flushes buffered output (pino's `flush`) so nothing is lost on exit. Resolves when the destination
+   * has written everything, or after `timeoutMs` (default 5000) if it stalls.
+   */
+  flush(timeoutMs?: number): Promise<void>;
+  /** Emitted, written and dropped counts, and the sink's state. */
+  stats(): EmitterStats;
+  /** Flushes, and removes the exit handlers `flushOnExit` installed. The destination stays open. */
+  close(): Promise<void>;
   readonly logger: Logger;
 }
+
+const DEFAULT_FLUSH_TIMEOUT_MS = 5000;
 
 /**
  * Creates the emitter both halves use. It never starts a transport of its own: give it the
  * application's logger or a destination, or it writes JSON lines to stdout.
+ *
+ * When `EGRESS_GUARD_EVENT_AUDIT_FILE` is set, every event is also appended, synchronously and in the
+ * native schema, to that file: a test-only hook that lets the test suite validate every event it made
+ * against the published schema. Never set it in production.
  */
 export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
-  const logger =
-    options.logger?.child({ egress: true }) ??
-    pino(
-      { base: undefined, messageKey: 'msg', timestamp: pino.stdTimeFunctions.isoTime },
-      options.destination ?? pino.destination({ dest: 1, sync: true }),
-    );
+  const format = options.format ?? 'json';
   const level = options.level ?? 'info';
+  const audit = openAuditFile();
+  let sink: BoundedSink | undefined;
+  let logger: Logger;
+  if (options.logger) {
+    logger = options.logger.child({ egress: true });
+  } else {
+    sink = new BoundedSink(options.destination ?? pino.destination({ dest: 1, sync: false }), {
+      maxBufferedBytes: options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
+    });
+    logger = pino(lineOptions(options.envelope), sink);
+  }
+
+  let emitted = 0;
+  let lastSource: EventSource = options.source ?? 'sdk';
+  let lastService: string | undefined;
+  let reporting = false;
+
+  const write = (event: EgressEvent): void => {
+    audit?.(event);
+    const msg = messageOf(event);
+    const warn = isWarning(event);
+    if (format === 'ocsf' && sink) {
+      // An OCSF line is the OCSF object alone: pino's level, time and msg are not OCSF attributes.
+      sink.write(`${JSON.stringify(toOcsf(event))}\n`);
+    } else if (format === 'ocsf') {
+      const line = { ocsf: toOcsf(event) };
+      if (warn) logger.warn(line, msg);
+      else logger[level](line, msg);
+    } else if (warn) logger.warn(event, msg);
+    else logger[level](event, msg);
+  };
+
+  // The sink calls back when it accepts writes again after a loss; the report then goes first.
+  const reportDrops = (): void => {
+    if (!sink || reporting) return;
+    const pending = sink.takeUnreported();
+    if (!pending) return;
+    reporting = true;
+    try {
+      write({
+        'event.name': 'egress.events.dropped',
+        'egress.schema': EVENT_SCHEMA_VERSION,
+        'egress.source': options.source ?? lastSource,
+        'service.name': lastService,
+        'egress.events.dropped': pending.count,
+        'egress.events.dropped_total': pending.total,
+        'egress.events.drop_reason': pending.reason,
+        'egress.events.since': new Date(pending.since).toISOString(),
+      });
+    } finally {
+      reporting = false;
+    }
+  };
+  sink?.onRecovered(reportDrops);
+
+  const flush = (timeoutMs = DEFAULT_FLUSH_TIMEOUT_MS): Promise<void> => {
+    if (sink) return sink.flush(timeoutMs);
+    return flushLogger(logger, timeoutMs);
+  };
+  const unregister = options.flushOnExit && sink ? registerExitFlush(sink) : undefined;
+
   return {
     logger,
     emit(event) {
-      const msg = messageOf(event);
-      if (isWarning(event)) logger.warn(event, msg);
-      else logger[level](event, msg);
+      emitted++;
+      lastSource = event['egress.source'];
+      lastService = event['service.name'];
+      if (sink?.hasUnreported() && sink.accepting) reportDrops();
+      write(event);
     },
-    flush() {
-      return new Promise((resolve) => {
-        const flush = (logger as Logger & { flush?: (cb?: (err?: Error) => void) => void }).flush;
-        if (typeof flush !== 'function') return resolve();
-        try {
-          flush.call(logger, () => resolve());
-        } catch {
-          resolve();
-        }
-      });
+    flush,
+    stats() {
+      return { emitted, ...(sink ? sink.stats() : NO_SINK_STATS) };
+    },
+    async close() {
+      unregister?.();
+      await flush();
     },
   };
+}
+
+/** Pino options of a line: the event's own fields, the time, the level, a message, and `base` if asked. */
+function lineOptions(envelope: LineEnvelope = {}) {
+  for (const key of Object.keys(envelope.base ?? {})) {
+    if (key.includes('.'))
+      throw new EgressOptionsError(
+        `envelope.base: "${key}" has a dot; dotted names belong to the event schema`,
+      );
+  }
+  return {
+    base: envelope.base ?? undefined,
+    messageKey: 'msg',
+    timestamp: envelope.time === 'epoch' ? pino.stdTimeFunctions.epochTime : pino.stdTimeFunctions.isoTime,
+  };
+}
+
+const NO_SINK_STATS: SinkStats = { written: 0, dropped: 0, bufferedBytes: 0, state: 'ok' };
+
+function flushLogger(logger: Logger, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    timer.unref();
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    try {
+      logger.flush(done);
+    } catch {
+      done();
+    }
+  });
 }
 
 function isWarning(event: EgressEvent): boolean {
@@ -145,6 +327,7 @@ function isWarning(event: EgressEvent): boolean {
     case 'egress.decision':
       return event['egress.decision'] !== 'allowed';
     case 'egress.policy.rejected':
+    case 'egress.events.dropped':
       return true;
     case 'egress.breaker.state':
       return event['egress.breaker.state'] === 'open';
@@ -161,6 +344,8 @@ function messageOf(event: EgressEvent): string {
       return `egress completed: ${event['egress.outcome']}`;
     case 'egress.breaker.state':
       return `egress breaker ${event['egress.breaker.state']}: ${event['egress.breaker.key']}`;
+    case 'egress.events.dropped':
+      return `egress events dropped: ${event['egress.events.dropped']} (${event['egress.events.drop_reason']})`;
     default:
       return event['event.name'].replace('egress.', 'egress ').replace('.', ' ');
   }

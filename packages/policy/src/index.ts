@@ -8,10 +8,31 @@ export { canonicalJson } from './canonical-json.js';
 export { DEFAULT_BREAKER, DEFAULT_TIMEOUTS, DEFAULT_TLS } from './compiled-rule.js';
 export { formatDuration, parseDuration } from './duration.js';
 export * from './errors.js';
+export { EVENT_AUDIT_FILE_ENV } from './event-audit-file.js';
+export {
+  breakerEventSchema,
+  completionEventSchema,
+  decisionEventSchema,
+  droppedEventSchema,
+  EVENT_SCHEMA_ID,
+  egressEventSchema,
+  eventJsonSchema,
+  policyDiffSchema,
+  policyEventSchema,
+} from './event-schema.js';
+export { DEFAULT_MAX_BUFFERED_BYTES, type SinkState, type SinkStats } from './event-sink.js';
 export * from './events.js';
 export { normaliseHostName, type ParsedHost, parseHost } from './host-name.js';
 export { compileHostPattern, type HostPattern, hostPatternMatches } from './host-pattern.js';
 export { policyJsonSchema } from './json-schema.js';
+export {
+  OCSF_CLASSES,
+  OCSF_VERSION,
+  type OcsfEndpoint,
+  type OcsfEvent,
+  type OcsfOptions,
+  toOcsf,
+} from './ocsf.js';
 export {
   createPolicy,
   loadPolicyFile,

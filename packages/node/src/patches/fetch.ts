@@ -6,13 +6,17 @@ const GLOBAL_DISPATCHERS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for(
 
 /**
  * Guards Node's global fetch (and WebSocket, through the global dispatcher):
- * - the global dispatcher becomes the guard's dispatcher (its own Agent: TLS floor, timeouts, address checks);
+ * - the global dispatcher becomes the guard's dispatcher (its own Agent: TLS floor, timeouts, address checks;
+ *   through HTTP(S)_PROXY when the global dispatcher it replaces was an EnvHttpProxyAgent);
  * - global `fetch` is wrapped so that a caller-supplied `dispatcher` is wrapped too (the decision applies to
  *   every request and every redirect hop whatever dispatcher carries it), and a later `setGlobalDispatcher`
  *   does not take fetch out of the guard.
  */
 export function patchFetch(guard: EgressGuard): () => void {
-  const own = new GuardedDispatcher(guard, { hook: 'fetch' });
+  // Node 22.21+, 24 and 26 started with NODE_USE_ENV_PROXY=1 (or an application that installed one before
+  // the guard) have an EnvHttpProxyAgent as global dispatcher: keep going through the proxies it names.
+  const proxy = GLOBAL_DISPATCHERS.some((s) => (globalThis as Record<symbol, { constructor?: { name?: string } } | undefined>)[s]?.constructor?.name === 'EnvHttpProxyAgent');
+  const own = new GuardedDispatcher(guard, { hook: 'fetch', proxy: proxy ? 'env' : undefined });
   const global = new GuardedDispatcher(guard, { hook: 'undici.global', dispatcher: own.inner });
   const wrapped = new WeakMap<object, GuardedDispatcher>();
   const wrap = (dispatcher: DispatcherLike): GuardedDispatcher => {

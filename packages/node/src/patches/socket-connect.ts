@@ -36,7 +36,13 @@ export function patchSocketConnect(current: () => EgressGuard | undefined): () =
       const hook = isTls ? 'tls' : 'net';
       const started = performance.now();
       const { decision, id } = recent
-        ? { decision: guard.decideTransport(host, port, isTls), id: undefined }
+        ? {
+            decision:
+              recent === 'tcp' || recent === 'tls'
+                ? guard.decide({ scheme: recent, host, port })
+                : guard.decideTransport(host, port, isTls),
+            id: undefined,
+          }
         : guard.check({ scheme: isTls ? 'tls' : 'tcp', host, port }, hook);
       if (!decision.allowed) {
         if (id) guard.complete(id, hook, decision, { outcome: 'denied', durationMs: 0, 'error.type': decision.reason });

@@ -32,7 +32,9 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
       const name = options.socket ? (options.servername || host) : host;
       const recent = guard.recentRequest(name, port);
       const started = performance.now();
-      const checked = recent ? { decision: guard.decideTransport(name, port, true), id: undefined } : guard.check({ scheme: 'tls', host: name, port }, 'tls');
+      const checked = recent
+        ? { decision: recent === 'tls' ? guard.decide({ scheme: 'tls', host: name, port }) : guard.decideTransport(name, port, true), id: undefined }
+        : guard.check({ scheme: 'tls', host: name, port }, 'tls');
       decision = checked.decision;
       if (!decision.allowed) {
         if (checked.id) guard.complete(checked.id, 'tls', decision, { outcome: 'denied', durationMs: 0, 'error.type': decision.reason });
@@ -53,7 +55,8 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
       if (raw) guard.complete(raw.id, 'tls', decision, { outcome: 'tls', durationMs: performance.now() - raw.started, 'error.type': denial.reason });
       return refused(error, callback);
     };
-    if (options.maxVersion && (RANK[options.maxVersion] ?? 0) < (RANK[floor] ?? 0)) {
+    const checkedByHook = context.tlsChecked === true;
+    if (!checkedByHook && options.maxVersion && (RANK[options.maxVersion] ?? 0) < (RANK[floor] ?? 0)) {
       const what = `the caller capped TLS at ${options.maxVersion}`;
       const denial = tlsVersionDecision(decision, what);
       guard.record(denial, dest, 'tls.floor');
@@ -64,7 +67,7 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
     const verifyOff =
       options.rejectUnauthorized === false ||
       (options.rejectUnauthorized === undefined && process.env.NODE_TLS_REJECT_UNAUTHORIZED === '0');
-    if (verifyOff) {
+    if (verifyOff && !checkedByHook) {
       if (decision.tls.verify !== false) {
         const denial = guard.verifyDisabledDecision(decision);
         guard.record(denial, dest, 'tls.verify-disabled');

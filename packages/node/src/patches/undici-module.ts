@@ -47,10 +47,11 @@ export function patchUndiciModules(current: () => EgressGuard | undefined, searc
     const patched = function dispatch(this: object, opts: object, handler: object): boolean {
       const guard = current();
       if (!guard || !opts || typeof opts !== 'object') return original.call(this, opts, handler);
-      // Client and Pool take requests without an origin: theirs is their own URL.
+      // A Client or Pool sends every request to its own URL, whatever `origin` the options carry (undici's
+      // non-tunnelling proxy wrapper hands the proxy's client the target's origin): decide where it goes.
       const own = kUrl ? (this as Record<symbol, { origin?: string } | undefined>)[kUrl]?.origin : undefined;
       const given = (opts as { origin?: unknown }).origin;
-      const origin = originOf(given) ?? originOf(own);
+      const origin = originOf(own) ?? originOf(given);
       // A dispatcher with no origin of its own (BalancedPool) hands the request to one that has one.
       if (origin === undefined && (given === undefined || given === null))
         return original.call(this, opts, handler);
@@ -67,7 +68,7 @@ export function patchUndiciModules(current: () => EgressGuard | undefined, searc
       }
       try {
         return gd.dispatch(
-          (given === undefined || given === null ? { ...opts, origin } : opts) as never,
+          (originOf(given) === origin ? opts : { ...opts, origin }) as never,
           handler as never,
         );
       } catch (error) {

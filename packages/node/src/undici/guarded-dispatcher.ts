@@ -4,7 +4,7 @@ import {
   type EgressTimeoutError,
   type Scheme,
 } from '@egress-guard/policy';
-import { Agent, Dispatcher } from 'undici';
+import { Agent, Dispatcher, EnvHttpProxyAgent } from 'undici';
 import type { EgressGuard } from '../egress-guard.js';
 import { timeoutError } from '../timeouts.js';
 import { markDecided } from './decided-requests.js';
@@ -24,6 +24,12 @@ export interface GuardedDispatcherOptions {
   dispatcher?: DispatcherLike | undefined;
   /** Options of the guard's own undici Agent (ignored with `dispatcher`). */
   agent?: Agent.Options | undefined;
+  /**
+   * `'env'`: go through the proxies named by `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` (undici's
+   * EnvHttpProxyAgent), as Node's fetch does with `NODE_USE_ENV_PROXY=1`. The target is still decided
+   * per request, and the proxy must be allowed too. Default: connect directly. Ignored with `dispatcher`.
+   */
+  proxy?: 'env' | undefined;
   /** The hook name written in events. Default `undici`. */
   hook?: string | undefined;
 }
@@ -44,12 +50,15 @@ export class GuardedDispatcher extends Dispatcher {
   ) {
     super();
     this.hook = options.hook ?? 'undici';
+    const connect = guardedConnector(guard, (options.agent?.connect ?? {}) as never);
+    // Through a proxy, the TLS to the proxy and to the tunnelled target is not the connector's: it gets the
+    // guard's CA here, and the floor and the verification rule from the tls.connect patch.
+    const tls = guard.ca !== undefined ? { ca: guard.ca } : undefined;
     this.inner =
       options.dispatcher ??
-      new Agent({
-        ...options.agent,
-        connect: guardedConnector(guard, (options.agent?.connect ?? {}) as never),
-      });
+      (options.proxy === 'env'
+        ? new EnvHttpProxyAgent({ ...options.agent, connect, ...(tls ? { requestTls: tls, proxyTls: tls } : {}) })
+        : new Agent({ ...options.agent, connect }));
   }
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
@@ -69,10 +78,13 @@ export class GuardedDispatcher extends Dispatcher {
     const q = rawPath.indexOf('?');
     const path = q === -1 ? rawPath : rawPath.slice(0, q);
     const method = opts.method ?? 'GET';
-    const tunnel = method.toUpperCase() === 'CONNECT';
+    // Through a forward proxy: a CONNECT names its target as host:port, a forwarded plain-http request
+    // (absolute-form, ProxyAgent with proxyTunnel: false) as a URL. Either way this hop goes to the proxy.
+    const absolute = ABSOLUTE_FORM.test(rawPath) ? authorityOf(rawPath) : undefined;
+    const tunnel = method.toUpperCase() === 'CONNECT' || absolute !== undefined;
     const hook = tunnel ? `${this.hook}.proxy` : this.hook;
     const { decision, id } = tunnel
-      ? this.decideTunnel(origin, port, rawPath)
+      ? this.decideTunnel(origin, port, absolute ?? rawPath)
       : this.guard.check({ scheme, host: origin.hostname, port, method, path }, hook, {
           url: `${origin.origin}${rawPath}`,
         });
@@ -85,7 +97,8 @@ export class GuardedDispatcher extends Dispatcher {
       failHandler(handler, this.guard.errorFor(decision));
       return false;
     }
-    this.guard.noteRequest(tunnel ? (secure ? 'https' : 'http') : scheme, origin.hostname, port);
+    // The socket to the proxy (or origin) that this request opens is decided with the scheme allowed here.
+    this.guard.noteRequest(tunnel ? decision.scheme : scheme, origin.hostname, port);
     const admission = this.guard.admit(decision, origin.origin);
     if (admission && !admission.admitted) {
       this.guard.complete(id, hook, decision, {
@@ -161,18 +174,21 @@ export class GuardedDispatcher extends Dispatcher {
   /**
    * A CONNECT through a forward proxy (undici's ProxyAgent and EnvHttpProxyAgent, or `connect()`): the
    * request being tunnelled was decided on its own when it was dispatched; here the proxy is decided as
-   * a transport (its rule lists the proxy's host, `schemes: [http]` or `[https]` and its port; methods
-   * and paths do not apply), and the tunnel's target must be the destination of a request a hook just
+   * a transport (its rule lists the proxy's host and port with `schemes: [http]`, or `[https]` for a TLS
+   * proxy, or as a raw `[tcp]`/`[tls]` destination; methods and paths do not apply), and the tunnel's target must be the destination of a request a hook just
    * allowed, or be allowed as a raw `tcp`/`tls` destination, so that a tunnel cannot be opened by hand
    * through an allowed proxy to a destination no rule lists.
    */
   private decideTunnel(origin: URL, port: number, authority: string): { decision: Decision; id: string } {
-    const proxyScheme = origin.protocol === 'https:' ? 'https' : 'http';
-    const proxy = this.guard.check(
-      { scheme: proxyScheme, host: origin.hostname, port },
-      `${this.hook}.proxy`,
-      { url: origin.origin },
-    );
+    const secure = origin.protocol === 'https:';
+    const at = { scheme: (secure ? 'https' : 'http') as Scheme, host: origin.hostname, port };
+    let decision = this.guard.decide(at);
+    // A proxy listed as a raw destination (schemes: [tcp], or [tls] for a TLS proxy) is allowed too.
+    if (!decision.allowed && decision.reason === 'scheme_not_allowed') {
+      const raw = this.guard.decide({ ...at, scheme: secure ? 'tls' : 'tcp' });
+      if (raw.allowed) decision = raw;
+    }
+    const proxy = this.guard.record(decision, { ...at, scheme: decision.scheme }, `${this.hook}.proxy`, { url: origin.origin });
     if (!proxy.decision.allowed) return proxy;
     const target = parseAuthority(authority);
     if (!target) return { decision: this.guard.invalidDecision(`CONNECT ${authority}`), id: proxy.id };
@@ -215,6 +231,18 @@ function translateTimeout(error: Error, decision: Parameters<typeof timeoutError
   if (code === 'UND_ERR_CONNECT_TIMEOUT')
     return timeoutError('connect', decision.timeouts.connect, decision, error);
   return error;
+}
+
+const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/** `host:port` of an absolute-form request target (with the scheme's default port), or `''` if unparsable. */
+function authorityOf(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || (u.protocol === 'https:' || u.protocol === 'wss:' ? 443 : 80)}`;
+  } catch {
+    return '';
+  }
 }
 
 /** `host:port` or `[v6]:port`, as a CONNECT request names its target. */

@@ -1,0 +1,109 @@
+import { parseArgs } from 'node:util';
+import { EgressPolicyError, formatProblem, loadPolicyFile, REASON_DESCRIPTIONS } from '@egress-guard/policy';
+import type { CliIo } from '../io.js';
+import { UsageError } from '../io.js';
+import { formatCount, plural } from '../learn/format.js';
+import { diffAgainst, type ServiceDiff } from '../learn/re-decide.js';
+import { readDecisions } from '../learn/read-events.js';
+
+const USAGE = 'usage: egress-guard diff <policy.yaml> <logs...> [--top N] [--json]';
+
+/**
+ * `egress-guard diff`: re-decides every destination in the audit logs with the given policy, as if it
+ * were enforced, and prints per service what it would have denied: counts and the top destinations per
+ * reason. Exit 0 when nothing would be denied, 2 when something would, 1 on bad input.
+ */
+export async function diff(args: string[], io: CliIo): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(args);
+  } catch (error) {
+    throw new UsageError(`${(error as Error).message}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length < 2) throw new UsageError(USAGE);
+  const [file, ...logs] = positionals as [string, ...string[]];
+  const top = Number(values.top ?? 5);
+  if (!Number.isInteger(top) || top < 1) throw new UsageError('--top is a whole number, 1 or more');
+
+  let policy: Awaited<ReturnType<typeof loadPolicyFile>>;
+  try {
+    policy = await loadPolicyFile(file);
+  } catch (error) {
+    if (!(error instanceof EgressPolicyError)) throw error;
+    for (const p of error.problems) io.err(formatProblem(p));
+    return 1;
+  }
+  const read = await readDecisions(logs);
+  if (read.decisions.length === 0) {
+    io.err(`egress-guard diff: no decision events in ${plural(logs.length, 'file')}`);
+    return 1;
+  }
+  const services = diffAgainst(policy, read.decisions);
+  const wouldDeny = services.reduce((n, s) => n + s.wouldDeny, 0);
+  if (values.json) io.out(JSON.stringify(toJson(services, top), null, 2));
+  else print(io, file, policy.hash, services, top, read.decisions.length, wouldDeny);
+  return wouldDeny > 0 ? 2 : 0;
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { top: { type: 'string' }, json: { type: 'boolean' } },
+  });
+}
+
+function topOf(m: Map<string, number>, n: number): [string, number][] {
+  return [...m].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, n);
+}
+
+function print(
+  io: CliIo,
+  file: string,
+  hash: string,
+  services: ServiceDiff[],
+  top: number,
+  total: number,
+  wouldDeny: number,
+): void {
+  io.out(
+    `${file} (sha256:${hash.slice(0, 12)}), enforced over ${plural(total, 'logged decision')}: ${
+      wouldDeny === 0 ? 'nothing would be denied' : `${formatCount(wouldDeny)} would be denied`
+    }`,
+  );
+  for (const s of services) {
+    const name = s.service === undefined ? '(no service)' : `service ${s.service}`;
+    const note = s.inPolicy ? '' : ' [not in the policy: its top-level rules decide]';
+    io.out('');
+    io.out(`${name}${note}: ${plural(s.decisions, 'decision')}, ${formatCount(s.wouldDeny)} would be denied`);
+    for (const [reason, r] of [...s.reasons].sort((a, b) => b[1].count - a[1].count)) {
+      io.out(
+        `  ${reason} (${REASON_DESCRIPTIONS[reason]}): ${formatCount(r.count)}, ${plural(r.destinations.size, 'destination')}`,
+      );
+      for (const [dest, n] of topOf(r.destinations, top))
+        io.out(`    ${formatCount(n).padStart(7)}  ${dest}`);
+      if (r.destinations.size > top) io.out(`             ... ${r.destinations.size - top} more`);
+    }
+  }
+}
+
+function toJson(services: ServiceDiff[], top: number) {
+  return services.map((s) => ({
+    service: s.service ?? null,
+    inPolicy: s.inPolicy,
+    decisions: s.decisions,
+    wouldDeny: s.wouldDeny,
+    reasons: Object.fromEntries(
+      [...s.reasons].map(([reason, r]) => [
+        reason,
+        {
+          count: r.count,
+          destinations: r.destinations.size,
+          top: topOf(r.destinations, top).map(([d, n]) => ({ destination: d, count: n })),
+        },
+      ]),
+    ),
+  }));
+}

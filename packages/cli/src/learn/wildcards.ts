@@ -1,0 +1,38 @@
+import { compileHostPattern } from '@egress-guard/policy';
+import { emptyObserved, mergeInto, type Observed } from './observe.js';
+
+/** Default number of distinct sibling names that become one `*.parent` rule. */
+export const DEFAULT_WILDCARD_THRESHOLD = 5;
+
+/**
+ * Groups sibling host names (`a.example.com`, `b.example.com`, ...) into one `*.example.com` entry when
+ * `threshold` or more distinct names share the parent. Never into a pattern the policy refuses
+ * (`*.com`, `*.co.uk`: a public suffix) nor one over a private-section suffix (`*.github.io`: any
+ * customer's name), which `compileHostPattern` reports as a warning.
+ */
+export function groupWildcards(targets: Map<string, Observed>, threshold: number): Map<string, Observed> {
+  const byParent = new Map<string, Observed[]>();
+  for (const o of targets.values()) {
+    if (o.kind !== 'host') continue;
+    const dot = o.target.indexOf('.');
+    if (dot === -1) continue;
+    const parent = o.target.slice(dot + 1);
+    const list = byParent.get(parent) ?? [];
+    list.push(o);
+    byParent.set(parent, list);
+  }
+  const out = new Map(targets);
+  for (const [parent, siblings] of byParent) {
+    if (siblings.length < threshold) continue;
+    const pattern = `*.${parent}`;
+    const compiled = compileHostPattern(pattern);
+    if (!compiled.ok || compiled.warning) continue;
+    const grouped = emptyObserved(siblings[0]!.service, pattern, 'wildcard');
+    for (const s of siblings) {
+      mergeInto(grouped, s);
+      out.delete(s.target);
+    }
+    out.set(pattern, grouped);
+  }
+  return out;
+}
