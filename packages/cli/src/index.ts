@@ -3,6 +3,7 @@
  * The `egress-guard` command. `main()` runs it in-process (for tests and embedding).
  */
 import { check } from './commands/check.js';
+import { edge } from './commands/edge.js';
 import { diff } from './commands/diff.js';
 import { learn } from './commands/learn.js';
 import { lint } from './commands/lint.js';
@@ -20,6 +21,10 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
     summary: 'lint <policy.yaml>                      validate a policy; every problem with its position',
   },
   check: { run: check, summary: 'check <policy.yaml> <url|host:port>     the decision for one destination' },
+  edge: {
+    run: edge,
+    summary: 'edge --policy <policy.yaml> --explicit HOST:PORT  run the edge filter (edge --help for all)',
+  },
   schema: {
     run: schema,
     summary: 'schema                                  print the JSON Schema of policy files',

@@ -115,3 +115,56 @@ describe('the built command', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 });
+
+describe('egress-guard edge', () => {
+  it('runs the built command: an explicit proxy that denies an unlisted CONNECT, and stops on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process');
+    const net = await import('node:net');
+    const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+    const child = spawn(process.execPath, [bin, 'edge', '--policy', example, '--explicit', '127.0.0.1:0', '--admin', '127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    let stdout = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`edge did not start: ${stderr}`)), 15_000);
+      child.stderr.on('data', (d) => {
+        stderr += d;
+        const m = /explicit 127\.0\.0\.1:(\d+)/.exec(stderr);
+        if (m) {
+          clearTimeout(timer);
+          resolve(Number(m[1]));
+        }
+      });
+    });
+    const reply = await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write('CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n'));
+      let data = '';
+      s.on('data', (d) => {
+        data += d;
+      });
+      s.on('close', () => resolve(data));
+      s.on('error', () => resolve(data));
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 403/);
+    child.kill('SIGTERM');
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+    const decision = stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .find((e) => e['event.name'] === 'egress.decision');
+    expect(decision).toMatchObject({ 'egress.decision': 'denied', 'egress.reason': 'host_not_allowed', 'egress.hook': 'edge.explicit' });
+  });
+
+  it('refuses bad flags in one line with the usage', async () => {
+    const r = await run('edge', '--explicit', 'nonsense');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/egress-guard edge:/);
+    expect(r.err).not.toMatch(/\n\s+at /);
+  });
+});

@@ -91,6 +91,9 @@ describe('egress-guard learn', () => {
     for (const h of [...BUCKETS, ...PAGES, ...COUK, ...FEW]) expect(hosts).toContain(h);
     expect(hosts.filter((h) => h.startsWith('*'))).toEqual(['*.api.example.net']);
     expect(text).toMatch(/# 6 names: s1\.api\.example\.net, s2\.api\.example\.net, /);
+    expect(text).toMatch(
+      /# one of 6 names under github\.io, not grouped into \*\.github\.io: github\.io is a public suffix/,
+    );
     expect(text).toMatch(/- name: payments-any\.api\.example\.net\n {8}hosts: \["\*\.api\.example\.net"\]/);
   });
 

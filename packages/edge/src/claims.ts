@@ -132,9 +132,17 @@ export class ResolverCache {
 }
 
 function systemResolver(servers: string[] | undefined, timeoutMs: number): EdgeResolver {
-  const resolver = new dns.promises.Resolver({ timeout: Math.max(1, Math.floor(timeoutMs / 2)), tries: 2 });
-  if (servers && servers.length > 0) resolver.setServers(servers);
-  return resolver;
+  // A fresh Resolver per query: c-ares 1.33 (Node 20.18) caches answers inside a Resolver for their TTL,
+  // which would hide a round-robin name's other answers from the edge's own TTL-keeping cache.
+  const fresh = () => {
+    const resolver = new dns.promises.Resolver({ timeout: Math.max(1, Math.floor(timeoutMs / 2)), tries: 2 });
+    if (servers && servers.length > 0) resolver.setServers(servers);
+    return resolver;
+  };
+  return {
+    resolve4: (hostname, options) => fresh().resolve4(hostname, options),
+    resolve6: (hostname, options) => fresh().resolve6(hostname, options),
+  };
 }
 
 /**

@@ -37,9 +37,19 @@ function mismatch(rule: CompiledRule, scheme: Scheme, port: number, method?: str
   if (rule.schemes && !rule.schemes.has(scheme)) return 'scheme_not_allowed' as const;
   if (!portAllowed(rule, scheme, port)) return 'port_not_allowed' as const;
   // Method and path are checked where the hook can see them (policy.md: HTTP through the SDK, plaintext
-  // HTTP at the edge). Unknown means "any path of the host", for allow and deny alike.
-  if (rule.methods && method !== undefined && !rule.methods.has(method)) return 'method_not_allowed' as const;
-  if (rule.paths && path !== undefined && !pathMatches(rule, path)) return 'path_not_allowed' as const;
+  // HTTP at the edge). Where they are unknown (a connection, TLS at the edge), an allow rule allows the
+  // host if any of its paths is allowed, and a deny rule that names methods or paths cannot match: it
+  // is enforced on the requests themselves, so it must not deny the whole host at connection level.
+  if (rule.methods) {
+    if (method === undefined) {
+      if (rule.kind === 'deny') return 'method_not_allowed' as const;
+    } else if (!rule.methods.has(method)) return 'method_not_allowed' as const;
+  }
+  if (rule.paths) {
+    if (path === undefined) {
+      if (rule.kind === 'deny') return 'path_not_allowed' as const;
+    } else if (!pathMatches(rule, path)) return 'path_not_allowed' as const;
+  }
   return undefined;
 }
 

@@ -196,6 +196,7 @@ export const breakerEventSchema = z
     'egress.breaker.state': d(z.enum(['open', 'half_open', 'closed']), 'The new state.'),
     'egress.breaker.key': d(z.string(), 'The breaker: rule and origin, `rule|scheme://host:port`.'),
     'egress.rule': rule.optional(),
+    'egress.policy.hash': d(hex64, 'sha256 of the policy in force when the state changed.').optional(),
   })
   .register(registry, {
     id: 'BreakerEvent',
@@ -214,6 +215,10 @@ export const droppedEventSchema = z
       'backpressure: the destination did not keep up and the buffer bound was reached; sink_error: it failed; sink_drop: it dropped lines itself.',
     ),
     'egress.events.since': d(z.iso.datetime(), 'When the first of these drops happened (ISO 8601, UTC).'),
+    'egress.policy.hash': d(
+      hex64,
+      'sha256 of the policy of the last event emitted before the report, when it had one.',
+    ).optional(),
   })
   .register(registry, {
     id: 'DroppedEvent',

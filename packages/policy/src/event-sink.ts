@@ -41,6 +41,20 @@ type Destination = DestinationStream & {
   _len?: number;
 };
 
+// One sink per destination: emitters that share a destination share its bound and its counts, and the
+// destination gets one set of listeners however many emitters write to it.
+const sinks = new WeakMap<object, BoundedSink>();
+
+/** The sink of `destination`, made on first use (later `maxBufferedBytes` values do not change it). */
+export function sinkFor(destination: DestinationStream, options: { maxBufferedBytes: number }): BoundedSink {
+  let sink = sinks.get(destination);
+  if (!sink) {
+    sink = new BoundedSink(destination, options);
+    sinks.set(destination, sink);
+  }
+  return sink;
+}
+
 /**
  * Sits between pino and the real destination so that a sink which stalls or fails never blocks or
  * crashes the service: it honours backpressure up to a bound, then drops and counts, listens for
@@ -54,7 +68,7 @@ export class BoundedSink {
   private total = 0;
   private unreported: UnreportedDrops | undefined;
   private warned = false;
-  private recovered: (() => void) | undefined;
+  private readonly recovered = new Set<() => void>();
 
   constructor(
     private readonly dest: Destination,
@@ -126,9 +140,13 @@ export class BoundedSink {
     return u;
   }
 
-  /** Called when the destination accepts writes again after backpressure or an error. */
-  onRecovered(callback: () => void): void {
-    this.recovered = callback;
+  /**
+   * Calls `callback` when the destination accepts writes again after backpressure or an error. Returns
+   * the function that removes it. Several emitters may share a sink; the first to take the drops reports.
+   */
+  onRecovered(callback: () => void): () => void {
+    this.recovered.add(callback);
+    return () => this.recovered.delete(callback);
   }
 
   stats(): SinkStats {
@@ -206,6 +224,6 @@ export class BoundedSink {
     if (this.state === 'ok') return;
     this.state = 'ok';
     this.buffered = 0;
-    this.recovered?.();
+    for (const callback of this.recovered) callback();
   }
 }

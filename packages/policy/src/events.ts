@@ -2,7 +2,7 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 import { EgressOptionsError } from './errors.js';
 import { openAuditFile } from './event-audit-file.js';
 import { registerExitFlush } from './event-exit-flush.js';
-import { BoundedSink, DEFAULT_MAX_BUFFERED_BYTES, type SinkStats } from './event-sink.js';
+import { type BoundedSink, DEFAULT_MAX_BUFFERED_BYTES, type SinkStats, sinkFor } from './event-sink.js';
 import { toOcsf } from './ocsf.js';
 import type { ReasonCode } from './reason-codes.js';
 import type { Decision, Mode } from './types.js';
@@ -100,6 +100,8 @@ export interface BreakerEvent extends BaseEvent {
   'egress.breaker.state': 'open' | 'half_open' | 'closed';
   'egress.breaker.key': string;
   'egress.rule'?: string | undefined;
+  /** The policy in force when the state changed. */
+  'egress.policy.hash'?: string | undefined;
 }
 
 /** Why events were dropped: the sink did not keep up, failed, or dropped lines itself. */
@@ -118,6 +120,8 @@ export interface DroppedEvent extends BaseEvent {
   'egress.events.drop_reason': DropReason;
   /** When the first of these drops happened (ISO 8601). */
   'egress.events.since': string;
+  /** The policy of the last event emitted before the report, when it had one. */
+  'egress.policy.hash'?: string | undefined;
 }
 
 export type EgressEvent = DecisionEvent | CompletionEvent | PolicyEvent | BreakerEvent | DroppedEvent;
@@ -152,7 +156,8 @@ export interface EmitterOptions {
   /**
    * How many bytes (approximately) may wait in a destination that has signalled backpressure before
    * further events are dropped and counted. Default 64 MiB. Applies to the destination the emitter
-   * writes to itself, not to an application logger's stream.
+   * writes to itself, not to an application logger's stream. Emitters given the same destination share
+   * one bound (the first one's) and one set of counts.
    */
   maxBufferedBytes?: number | undefined;
   /** `egress.source` of the emitter's own events (`egress.events.dropped`). Default: that of the last event. */
@@ -214,7 +219,7 @@ export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
   if (options.logger) {
     logger = options.logger.child({ egress: true });
   } else {
-    sink = new BoundedSink(options.destination ?? pino.destination({ dest: 1, sync: false }), {
+    sink = sinkFor(options.destination ?? pino.destination({ dest: 1, sync: false }), {
       maxBufferedBytes: options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
     });
     logger = pino(lineOptions(options.envelope), sink);
@@ -223,6 +228,7 @@ export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
   let emitted = 0;
   let lastSource: EventSource = options.source ?? 'sdk';
   let lastService: string | undefined;
+  let lastHash: string | undefined;
   let reporting = false;
 
   const write = (event: EgressEvent): void => {
@@ -256,12 +262,13 @@ export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
         'egress.events.dropped_total': pending.total,
         'egress.events.drop_reason': pending.reason,
         'egress.events.since': new Date(pending.since).toISOString(),
+        'egress.policy.hash': lastHash,
       });
     } finally {
       reporting = false;
     }
   };
-  sink?.onRecovered(reportDrops);
+  const stopReporting = sink?.onRecovered(reportDrops);
 
   const flush = (timeoutMs = DEFAULT_FLUSH_TIMEOUT_MS): Promise<void> => {
     if (sink) return sink.flush(timeoutMs);
@@ -275,6 +282,8 @@ export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
       emitted++;
       lastSource = event['egress.source'];
       lastService = event['service.name'];
+      if ('egress.policy.hash' in event && event['egress.policy.hash'])
+        lastHash = event['egress.policy.hash'];
       if (sink?.hasUnreported() && sink.accepting) reportDrops();
       write(event);
     },
@@ -284,6 +293,7 @@ export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
     },
     async close() {
       unregister?.();
+      stopReporting?.();
       await flush();
     },
   };

@@ -30,6 +30,7 @@ const policy = createPolicy({
   deny: [
     { name: 'paste', hosts: ['**.pastebin.com', 'pastebin.com'] },
     { name: 'doc-net', addresses: ['192.0.2.0/24'] },
+    { name: 'no-deletes', hosts: ['api.stripe.com'], methods: ['DELETE'], paths: ['/v1/customers/**'] },
   ],
 });
 
@@ -124,6 +125,9 @@ const rows: Row[] = [
   // deny wins
   ['deny wins over allow', https('pastebin.com'), 'explicit_deny', 'paste'],
   ['deny double star', https('x.y.pastebin.com'), 'explicit_deny', 'paste'],
+  ['deny rule with methods and paths matches the request', https('api.stripe.com', { method: 'DELETE', path: '/v1/customers/1' }), 'explicit_deny', 'no-deletes'],
+  ['deny rule with methods and paths: other paths unaffected', https('api.stripe.com', { method: 'DELETE', path: '/v1/other' }), 'allowed', 'second-stripe'],
+  ['deny rule with methods and paths cannot match a connection (no method, no path)', https('api.stripe.com'), 'allowed', 'stripe'],
   // IP literals: addresses rules only
   [
     'IP literal allowed by CIDR',

@@ -77,6 +77,21 @@ describe('a sink that stalls or fails', () => {
     expect(events.stats()).toMatchObject({ state: 'congested', dropped: stats.dropped });
   });
 
+  it('emitters sharing a destination share its bound and counts, and one of them reports the loss', () => {
+    const dest = new StalledDestination();
+    const a = createEventEmitter({ destination: dest, maxBufferedBytes: 16 * 1024 });
+    const b = createEventEmitter({ destination: dest });
+    expect(dest.listenerCount('drain')).toBe(1);
+    for (let i = 0; i < 500; i++) (i % 2 ? a : b).emit(decision(i));
+    const dropped = a.stats().dropped;
+    expect(dropped).toBeGreaterThan(0);
+    expect(b.stats()).toMatchObject({ dropped, written: a.stats().written });
+    expect(a.stats().written + dropped).toBe(500);
+    dest.lines.length = 0;
+    dest.emit('drain');
+    expect(dest.lines.filter((l) => l.includes('egress.events.dropped'))).toHaveLength(1);
+  });
+
   it('survives a destination that emits error: no crash, later events dropped and counted', async () => {
     const dest = new Writable({
       write(_chunk, _enc, cb) {
@@ -119,7 +134,8 @@ describe('a sink that stalls or fails', () => {
     const { port } = server.address() as net.AddressInfo;
     const socket = net.connect(port, '127.0.0.1');
     await once(socket, 'connect');
-    while (!collector) await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 1000 && !collector; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(collector).toBeDefined();
 
     const events = createEventEmitter({ destination: socket, maxBufferedBytes: 1024 * 1024 });
     const total = 50_000;

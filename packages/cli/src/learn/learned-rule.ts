@@ -81,6 +81,7 @@ function summary(o: Observed): string[] {
       `${names.length} names: ${names.slice(0, 8).join(', ')}${names.length > 8 ? `, ... (${names.length - 8} more)` : ''}`,
     );
   }
+  if (o.ungrouped) lines.push(o.ungrouped);
   if (o.reasons.size > 0) {
     const reasons = [...o.reasons].sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} ${n}`);
     lines.push(`not allowed by the policy in force: ${reasons.join(', ')}`);

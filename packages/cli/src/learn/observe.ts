@@ -31,6 +31,8 @@ export interface Observed {
   clients: Set<string>;
   /** Rules of the policy in force that decided. */
   rules: Set<string>;
+  /** Why this name was left out of a wildcard, for the reviewer. */
+  ungrouped?: string | undefined;
 }
 
 /** What `observe` found. */

@@ -26,7 +26,12 @@ export function groupWildcards(targets: Map<string, Observed>, threshold: number
     if (siblings.length < threshold) continue;
     const pattern = `*.${parent}`;
     const compiled = compileHostPattern(pattern);
-    if (!compiled.ok || compiled.warning) continue;
+    if (!compiled.ok || compiled.warning) {
+      // Say why, or a reviewer will wonder why so many siblings were not folded into one rule.
+      const why = `one of ${siblings.length} names under ${parent}, not grouped into ${pattern}: ${parent} is a public suffix (any other customer's names would match)`;
+      for (const s of siblings) s.ungrouped = why;
+      continue;
+    }
     const grouped = emptyObserved(siblings[0]!.service, pattern, 'wildcard');
     for (const s of siblings) {
       mergeInto(grouped, s);

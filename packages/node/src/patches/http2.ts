@@ -340,15 +340,16 @@ function rawSocket(session: http2.ClientHttp2Session): net.Socket | undefined {
  * socket layer lets it through to fail rather than deciding it again.
  */
 function refusedSocket(context: ConnectionContext, port: number, error: Error): net.Socket {
+  const host = 'egress-guard-denied.invalid';
   const lookup = attachContext(
     ((_host: string, _options: unknown, callback: (e: Error) => void) => {
       process.nextTick(() => callback(error));
     }) as unknown as net.LookupFunction,
-    context,
+    { ...context, host, port },
   );
   const socket = new net.Socket();
   socket.connect({
-    host: 'egress-guard-denied.invalid',
+    host,
     port,
     lookup,
     autoSelectFamily: false,

@@ -27,6 +27,14 @@ export function patchSocketConnect(current: () => EgressGuard | undefined): () =
     const host = target.host ?? 'localhost';
     const port = Number(target.port);
     let context = contextOf(target.lookup);
+    if (context && !sameTarget(context, host, port)) {
+      // A library spread a request's options (its decided lookup included) into a connection to somewhere
+      // else: that decision says nothing about this destination. Decide it afresh, resolving with the
+      // guard's own lookup rather than the foreign one.
+      context = undefined;
+      target.lookup = undefined;
+      args = withLookup(args, undefined);
+    }
     const wrapsCallerLookup = context === undefined;
     if (!context) {
       const isTls = this instanceof tls.TLSSocket;
@@ -66,6 +74,11 @@ export function patchSocketConnect(current: () => EgressGuard | undefined): () =
   return () => {
     if (net.Socket.prototype.connect === patched) net.Socket.prototype.connect = original;
   };
+}
+
+function sameTarget(context: ConnectionContext, host: string, port: number): boolean {
+  const bare = (h: string) => (h.startsWith('[') ? h.slice(1, -1) : h).toLowerCase().replace(/\.$/, '');
+  return context.port === port && bare(context.host) === bare(host);
 }
 
 interface Target {

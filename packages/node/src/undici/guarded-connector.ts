@@ -1,3 +1,4 @@
+import tls from 'node:tls';
 import type { Decision } from '@egress-guard/policy';
 import { buildConnector } from 'undici';
 import type { EgressGuard } from '../egress-guard.js';
@@ -49,6 +50,7 @@ function build(guard: EgressGuard, base: ConnectOptions, decision: Decision, hos
     rejectUnauthorized: base.rejectUnauthorized === false && decision.tls.verify === false ? false : true,
     lookup: guardedLookup(guard, context, base.lookup as never),
   };
-  if (guard.ca !== undefined && base.ca === undefined) options.ca = guard.ca;
+  // `ca` is extra trust: Node's own roots stay, so public hosts keep verifying through the guard's Agent.
+  if (guard.ca !== undefined && base.ca === undefined) options.ca = [...tls.rootCertificates, ...[guard.ca].flat()];
   return buildConnector(options as buildConnector.BuildOptions);
 }
