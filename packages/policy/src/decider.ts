@@ -1,4 +1,5 @@
 import {
+  embeddedIpv4,
   type IpAddress,
   parseIpLiteral,
   type SpecialRange,
@@ -88,7 +89,8 @@ export class Decider {
     const denied =
       this.firstMatch(subject.name === undefined ? [] : scope.deny.byName(subject.name), subject) ??
       this.firstMatch(subject.literal ? scope.deny.byAddress(subject.literal) : [], subject) ??
-      this.firstMatch(subject.dialled ? scope.deny.byAddress(subject.dialled) : [], subject);
+      this.firstMatch(subject.dialled ? scope.deny.byAddress(subject.dialled) : [], subject) ??
+      this.firstEmbedded(scope, subject);
     if (denied) {
       return this.deny(
         subject,
@@ -209,6 +211,18 @@ export class Decider {
       if (mismatch(rule, s.scheme, s.port, s.method, s.path) === undefined) return true;
     }
     return false;
+  }
+
+  /** Deny rules for IPv4 ranges also hold the IPv4 addresses carried in NAT64, 6to4 and Teredo addresses. */
+  private firstEmbedded(scope: DecisionScope, s: Subject): CompiledRule | undefined {
+    for (const ip of [s.literal, s.dialled]) {
+      if (ip?.family !== 6) continue;
+      for (const v4 of embeddedIpv4(ip)) {
+        const rule = this.firstMatch(scope.deny.byAddress(v4), s);
+        if (rule) return rule;
+      }
+    }
+    return undefined;
   }
 
   private firstMatch(rules: readonly CompiledRule[], s: Subject): CompiledRule | undefined {

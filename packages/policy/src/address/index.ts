@@ -4,4 +4,5 @@
  */
 export { type Cidr, CidrIndex, cidrContains, parseCidr } from './cidr.js';
 export { endsInNumber, formatIp, type IpAddress, parseIpLiteral, unmapIpv4 } from './ip-literal.js';
+export { embeddedIpv4 } from './embedded-ipv4.js';
 export { isSpecialPurpose, type SpecialRange, specialPurposeRange } from './special-purpose.js';
