@@ -4,7 +4,9 @@
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { main as cli } from '@egress-guard/cli';
+import { startEdge } from '@egress-guard/edge';
 import { install, uninstall } from '@egress-guard/node';
+import { ProxyAgent, request } from 'undici';
 import { createDemoPki } from './pki.mjs';
 import { demoLookup, startServer } from './servers.mjs';
 
@@ -82,7 +84,52 @@ say(
 );
 await uninstall();
 
-title('4. The audit trail (one decision and one completion event per call)');
+title('4. The same policy at the edge (explicit proxy; nothing decrypted)');
+const edgeEvents = [];
+const edgeSink = new Writable({
+  write(chunk, _enc, cb) {
+    for (const line of String(chunk).split('\n')) if (line.trim()) edgeEvents.push(JSON.parse(line));
+    cb();
+  },
+});
+const edge = await startEdge({
+  policy: policyFile,
+  listeners: [{ kind: 'explicit', host: '127.0.0.1', port: 0 }],
+  admin: { host: '127.0.0.1', port: 0 },
+  lookup: demoLookup,
+  destination: edgeSink,
+  watch: false,
+});
+const proxyPort = edge.listeners[0].port;
+say(
+  `  edge listening on 127.0.0.1:${proxyPort} (HTTPS_PROXY=http://127.0.0.1:${proxyPort}), metrics on :${edge.adminAddress.port}/metrics`,
+);
+const viaEdge = new ProxyAgent({ uri: `http://127.0.0.1:${proxyPort}`, requestTls: { ca: pki.caPem } });
+async function edgeCall(label, url) {
+  try {
+    const res = await request(url, { dispatcher: viaEdge });
+    await res.body.text();
+    say(`  \u2714 ${label}: HTTP ${res.statusCode} through the edge`);
+  } catch (error) {
+    say(
+      `  \u2718 ${label}: refused by the edge (${error.code ?? error.name}: ${String(error.message).split('\n')[0]})`,
+    );
+  }
+}
+const pasteBefore = paste.connections;
+await edgeCall('an allowed API', `https://api.payments.demo.test:${api.port}/v1/balance`);
+await edgeCall('a paste site', `https://pastebin.demo.test:${paste.port}/raw/x`);
+await edgeCall('a name no rule lists', `https://exfil.demo.test:${api.port}/`);
+say(`  what the paste site saw through the edge: ${paste.connections - pasteBefore} connection(s)`);
+for (const e of edgeEvents.filter((x) => x['event.name'] === 'egress.decision')) {
+  say(
+    `  edge decision ${e['egress.decision'].padEnd(8)} ${String(e['egress.reason']).padEnd(18)} ${e['server.address']}:${e['server.port']}  rule=${e['egress.rule'] ?? '-'}`,
+  );
+}
+await viaEdge.close();
+await edge.close();
+
+title('5. The audit trail of the service (one decision and one completion event per call)');
 for (const e of events) {
   if (e['event.name'] === 'egress.decision') {
     say(
