@@ -59,10 +59,14 @@ describe('examples/service: preloaded with --import', () => {
       expect(body[2]).toMatchObject({ code: 'EGRESS_ERR_DENIED', reason: 'method_not_allowed' });
       expect(body[3]).toMatchObject({ code: 'EGRESS_ERR_DENIED', reason: 'address_not_allowed' });
       expect(seen).toEqual(['GET /partner/orders/42', 'POST /hooks/order']);
-      const decisions = stdout
-        .split('\n')
-        .filter((l) => l.includes('egress.decision'))
-        .map((l) => JSON.parse(l));
+      // The events reach this process through a pipe: wait for them (bounded) rather than race them.
+      const decisionsOf = () =>
+        stdout
+          .split('\n')
+          .filter((l) => l.includes('"egress.decision"'))
+          .map((l) => JSON.parse(l));
+      for (let i = 0; i < 50 && decisionsOf().length < 4; i++) await new Promise((r) => setTimeout(r, 100));
+      const decisions = decisionsOf();
       expect(decisions.map((d) => d['egress.decision'])).toEqual(['allowed', 'allowed', 'denied', 'denied']);
     } finally {
       child.kill();
