@@ -1,6 +1,9 @@
 // The quick-start demo: the whole product on loopback. A policy is linted and queried; a "service" makes
 // allowed and denied calls through the SDK; the same policy is enforced at the edge; the audit trail
 // shows every decision. Nothing here leaves 127.0.0.1.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { main as cli } from '@egress-guard/cli';
@@ -143,6 +146,14 @@ for (const e of events) {
     say(`  ${e['event.name']} ${e['egress.breaker.state'] ?? e['egress.policy.hash'] ?? ''}`);
   }
 }
+
+title('6. A policy learned from this audit trail (egress-guard learn), for review before enforcing');
+const logFile = join(mkdtempSync(join(tmpdir(), 'egress-guard-demo-')), 'audit.jsonl');
+writeFileSync(logFile, [...events, ...edgeEvents].map((e) => JSON.stringify(e)).join('\n'));
+const indent = (text) => {
+  for (const line of String(text).split('\n')) say(`  ${line}`);
+};
+await cli(['learn', logFile], { out: indent, err: indent });
 
 for (const s of [api, paste, slow, flaky]) await s.close();
 say('\nDone. Read docs/sdk.md, docs/edge.md and docs/policy.md next.');

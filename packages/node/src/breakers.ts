@@ -17,19 +17,29 @@ export type BreakerAdmission = { admitted: true; ticket: BreakerTicket } | { adm
 export class BreakerRegistry {
   private readonly breakers = new Map<string, CircuitBreaker>();
 
-  constructor(private readonly onState: (key: string, rule: string | undefined, state: 'open' | 'half_open' | 'closed') => void) {}
+  constructor(
+    private readonly onState: (
+      key: string,
+      rule: string | undefined,
+      state: 'open' | 'half_open' | 'closed',
+    ) => void,
+  ) {}
 
   admit(key: string, rule: string | undefined, settings: EffectiveBreaker): BreakerAdmission {
     let breaker = this.breakers.get(key);
     if (!breaker) {
-      breaker = new CircuitBreaker((settle: (t: BreakerTicket) => void) => new Promise<void>((resolve, reject) => settle({ succeed: () => resolve(), fail: reject })), {
-        timeout: false,
-        errorThresholdPercentage: settings.errorThresholdPercentage,
-        volumeThreshold: settings.volumeThreshold,
-        resetTimeout: settings.resetTimeout,
-        rollingCountTimeout: settings.rollingWindow,
-        rollingCountBuckets: 10,
-      });
+      breaker = new CircuitBreaker(
+        (settle: (t: BreakerTicket) => void) =>
+          new Promise<void>((resolve, reject) => settle({ succeed: () => resolve(), fail: reject })),
+        {
+          timeout: false,
+          errorThresholdPercentage: settings.errorThresholdPercentage,
+          volumeThreshold: settings.volumeThreshold,
+          resetTimeout: settings.resetTimeout,
+          rollingCountTimeout: settings.rollingWindow,
+          rollingCountBuckets: 10,
+        },
+      );
       breaker.on('open', () => this.onState(key, rule, 'open'));
       breaker.on('halfOpen', () => this.onState(key, rule, 'half_open'));
       breaker.on('close', () => this.onState(key, rule, 'closed'));

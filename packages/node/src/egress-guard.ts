@@ -74,7 +74,14 @@ export class EgressGuard {
     this.now = options.now ?? Date.now;
     this.baseLookup = options.lookup ?? realLookup;
     this.ca = options.ca;
-    this.events = createEventEmitter({ logger: options.logger, destination: options.destination });
+    this.events = createEventEmitter({
+      logger: options.logger,
+      destination: options.destination,
+      format: options.format,
+      flushOnExit: options.flushOnExit,
+      envelope: options.envelope,
+      source: 'sdk',
+    });
     this.breakers = new BreakerRegistry((key, rule, state) => {
       // Every event carries the hash of the policy in force, breaker state changes included.
       const policy = { 'egress.policy.hash': this.current.hash };
@@ -117,7 +124,12 @@ export class EgressGuard {
   }
 
   /** Writes the decision event of a decision a hook made with `decide()` (e.g. after trying alternatives). */
-  record(decision: Decision, destination: Omit<Destination, 'service'>, hook: string, details: CheckDetails = {}): Checked {
+  record(
+    decision: Decision,
+    destination: Omit<Destination, 'service'>,
+    hook: string,
+    details: CheckDetails = {},
+  ): Checked {
     const id = this.nextId();
     this.emitDecision(decision, destination, hook, id, details);
     return { decision, id };
@@ -130,7 +142,8 @@ export class EgressGuard {
    */
   checkLookup(host: string, hook: string): Decision {
     const decision = this.current.decideLookup(host, this.service, this.now());
-    if (decision.result !== 'allowed') this.emitDecision(decision, { scheme: 'tcp', host, port: 53 }, hook, this.nextId(), {});
+    if (decision.result !== 'allowed')
+      this.emitDecision(decision, { scheme: 'tcp', host, port: 53 }, hook, this.nextId(), {});
     return decision;
   }
 
@@ -145,9 +158,20 @@ export class EgressGuard {
     );
     if (decision.result === 'allowed') return undefined;
     // In report mode, a destination already reported for this reason is not reported again for each address.
-    if (decision.allowed && context.decision.result === 'reported' && context.decision.reason === decision.reason) return undefined;
+    if (
+      decision.allowed &&
+      context.decision.result === 'reported' &&
+      context.decision.reason === decision.reason
+    )
+      return undefined;
     // A dial-time denial (or would-deny in report mode) is a decision of its own: log it under the request's id.
-    this.emitDecision(decision, { scheme: context.scheme, host: context.host, port: context.port, address }, `${context.hook}.dial`, context.id ?? this.nextId(), {});
+    this.emitDecision(
+      decision,
+      { scheme: context.scheme, host: context.host, port: context.port, address },
+      `${context.hook}.dial`,
+      context.id ?? this.nextId(),
+      {},
+    );
     return decision.allowed ? undefined : this.errorFor(decision);
   }
 
@@ -247,7 +271,12 @@ export class EgressGuard {
   }
 
   /** Writes the completion event of a request or connection. */
-  complete(id: string, hook: string, decision: Decision, fields: Partial<CompletionEvent> & { outcome: string; durationMs: number }): void {
+  complete(
+    id: string,
+    hook: string,
+    decision: Decision,
+    fields: Partial<CompletionEvent> & { outcome: string; durationMs: number },
+  ): void {
     const { outcome, durationMs, ...rest } = fields;
     this.events.emit({
       'event.name': 'egress.completion',
@@ -290,7 +319,9 @@ export class EgressGuard {
         'egress.policy.hash': this.current.hash,
         'egress.policy.file': this.file,
         'egress.policy.problems':
-          error instanceof EgressPolicyError ? error.problems.map((p) => `${p.line}:${p.column} ${p.path} ${p.message}`) : [String(error)],
+          error instanceof EgressPolicyError
+            ? error.problems.map((p) => `${p.line}:${p.column} ${p.path} ${p.message}`)
+            : [String(error)],
       });
       return false;
     }
@@ -323,7 +354,13 @@ export class EgressGuard {
     return `${this.idPrefix}-${++this.sequence}`;
   }
 
-  private emitDecision(decision: Decision, dest: Omit<Destination, 'service'>, hook: string, id: string, details: CheckDetails): void {
+  private emitDecision(
+    decision: Decision,
+    dest: Omit<Destination, 'service'>,
+    hook: string,
+    id: string,
+    details: CheckDetails,
+  ): void {
     const event: DecisionEvent = {
       'event.name': 'egress.decision',
       'egress.schema': 1,
@@ -348,7 +385,11 @@ export class EgressGuard {
     this.events.emit(event);
   }
 
-  private emitPolicy(name: 'egress.policy.loaded' | 'egress.policy.reloaded', previous: Policy | undefined, next: Policy): void {
+  private emitPolicy(
+    name: 'egress.policy.loaded' | 'egress.policy.reloaded',
+    previous: Policy | undefined,
+    next: Policy,
+  ): void {
     this.events.emit({
       'event.name': name,
       'egress.schema': 1,
@@ -385,7 +426,9 @@ export function createGuard(options: GuardOptions = {}): EgressGuard {
   const policyFile = options.policyFile ?? (options.policy ? undefined : process.env.EGRESS_GUARD_POLICY);
   const service = options.service ?? process.env.EGRESS_GUARD_SERVICE ?? undefined;
   if (!options.policy && !policyFile) {
-    throw new EgressOptionsError('no policy: pass { policy } or { policyFile }, or set EGRESS_GUARD_POLICY=./egress.yaml');
+    throw new EgressOptionsError(
+      'no policy: pass { policy } or { policyFile }, or set EGRESS_GUARD_POLICY=./egress.yaml',
+    );
   }
   const policy = options.policy ?? loadPolicyFileSync(policyFile!);
   return new EgressGuard({ ...options, policyFile, service: service || undefined }, policy);

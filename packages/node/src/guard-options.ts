@@ -1,5 +1,5 @@
 import type { LookupFunction } from 'node:net';
-import type { Policy } from '@egress-guard/policy';
+import type { EmitterOptions, Policy } from '@egress-guard/policy';
 import type { DestinationStream, Logger } from 'pino';
 
 /** Options of `createGuard()` and `install()`. Validated once, at construction. */
@@ -16,6 +16,12 @@ export interface GuardOptions {
   logger?: Logger | undefined;
   /** A pino destination for events, when no logger is given. Default: JSON lines on stdout. */
   destination?: DestinationStream | undefined;
+  /** Event line format: `native` (default) or `ocsf` (see docs/events.md). */
+  format?: EmitterOptions['format'];
+  /** Flush buffered events on exit, SIGTERM and SIGINT. Default false: a library does not take over signals unasked. */
+  flushOnExit?: boolean | undefined;
+  /** Add epoch `time`, `pid` and `hostname` to each line (for syslog/OTLP transports). See docs/events.md. */
+  envelope?: EmitterOptions['envelope'];
   /** Log query strings in `url.full`. Default false: they are redacted (`?REDACTED`). */
   logQueryStrings?: boolean | undefined;
   /** How names are resolved before the guard checks each address. Default: `dns.lookup`. */

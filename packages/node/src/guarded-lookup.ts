@@ -1,6 +1,6 @@
 import type { LookupAddress } from 'node:dns';
 import type { LookupFunction } from 'node:net';
-import { type ConnectionContext, attachContext } from './connection-context.js';
+import { attachContext, type ConnectionContext } from './connection-context.js';
 import type { EgressGuard } from './egress-guard.js';
 
 /**

@@ -3,7 +3,22 @@ import type { EgressGuard } from '../egress-guard.js';
 import { resolvingForConnection } from '../guarded-lookup.js';
 
 // Every call that takes a host name and sends it to a resolver. lookupService and reverse take addresses.
-const CALLBACK_FUNCTIONS = ['lookup', 'resolve', 'resolve4', 'resolve6', 'resolveAny', 'resolveCaa', 'resolveCname', 'resolveMx', 'resolveNaptr', 'resolveNs', 'resolvePtr', 'resolveSoa', 'resolveSrv', 'resolveTxt'] as const;
+const CALLBACK_FUNCTIONS = [
+  'lookup',
+  'resolve',
+  'resolve4',
+  'resolve6',
+  'resolveAny',
+  'resolveCaa',
+  'resolveCname',
+  'resolveMx',
+  'resolveNaptr',
+  'resolveNs',
+  'resolvePtr',
+  'resolveSoa',
+  'resolveSrv',
+  'resolveTxt',
+] as const;
 
 type Patched = { target: Record<string, unknown>; name: string; original: unknown };
 
@@ -20,7 +35,8 @@ export function patchDns(current: () => EgressGuard | undefined): () => void {
     const wrapper = function (this: unknown, ...args: unknown[]) {
       const guard = current();
       const host = args[0];
-      if (!guard || typeof host !== 'string' || resolvingForConnection(host)) return (original as (...a: unknown[]) => unknown).apply(this, args);
+      if (!guard || typeof host !== 'string' || resolvingForConnection(host))
+        return (original as (...a: unknown[]) => unknown).apply(this, args);
       // Denials and report-mode would-denials are logged by checkLookup; allowed look-ups are not egress.
       const decision = guard.checkLookup(host, 'dns');
       if (decision.allowed) return (original as (...a: unknown[]) => unknown).apply(this, args);

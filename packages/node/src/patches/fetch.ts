@@ -15,7 +15,11 @@ const GLOBAL_DISPATCHERS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for(
 export function patchFetch(guard: EgressGuard): () => void {
   // Node 22.21+, 24 and 26 started with NODE_USE_ENV_PROXY=1 (or an application that installed one before
   // the guard) have an EnvHttpProxyAgent as global dispatcher: keep going through the proxies it names.
-  const proxy = GLOBAL_DISPATCHERS.some((s) => (globalThis as Record<symbol, { constructor?: { name?: string } } | undefined>)[s]?.constructor?.name === 'EnvHttpProxyAgent');
+  const proxy = GLOBAL_DISPATCHERS.some(
+    (s) =>
+      (globalThis as Record<symbol, { constructor?: { name?: string } } | undefined>)[s]?.constructor
+        ?.name === 'EnvHttpProxyAgent',
+  );
   const own = new GuardedDispatcher(guard, { hook: 'fetch', proxy: proxy ? 'env' : undefined });
   const global = new GuardedDispatcher(guard, { hook: 'undici.global', dispatcher: own.inner });
   const wrapped = new WeakMap<object, GuardedDispatcher>();
@@ -29,7 +33,10 @@ export function patchFetch(guard: EgressGuard): () => void {
     return g;
   };
 
-  const previous = GLOBAL_DISPATCHERS.map((symbol) => ({ symbol, descriptor: Object.getOwnPropertyDescriptor(globalThis, symbol) }));
+  const previous = GLOBAL_DISPATCHERS.map((symbol) => ({
+    symbol,
+    descriptor: Object.getOwnPropertyDescriptor(globalThis, symbol),
+  }));
   for (const symbol of GLOBAL_DISPATCHERS) setGlobal(symbol, global);
 
   const originalFetch = globalThis.fetch;
@@ -68,5 +75,7 @@ function setGlobal(symbol: symbol, value: unknown): void {
 
 /** Whether the global dispatchers are still the guard's (a later setGlobalDispatcher replaces them). */
 export function globalDispatcherIsGuarded(): boolean {
-  return GLOBAL_DISPATCHERS.every((s) => (globalThis as Record<symbol, unknown>)[s] instanceof GuardedDispatcher);
+  return GLOBAL_DISPATCHERS.every(
+    (s) => (globalThis as Record<symbol, unknown>)[s] instanceof GuardedDispatcher,
+  );
 }

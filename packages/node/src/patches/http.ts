@@ -83,8 +83,6 @@ interface Plan {
   method: string;
   rawPath: string;
   websocket: boolean;
-  /** The agent whose protocol a failing request must claim, so Node's protocol check still passes. */
-  protocolAgent: http.Agent;
 }
 
 function guardRequest(current: () => EgressGuard | undefined, mod: Module, original: RequestFn): RequestFn {
@@ -97,11 +95,9 @@ function guardRequest(current: () => EgressGuard | undefined, mod: Module, origi
     // it throws the same error, or it is not egress.
     if (!plan) return original.apply(this, args);
     const started = performance.now();
-    const { secure, host, port, method, rawPath } = plan;
-    const scheme: Scheme = plan.websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
-    const { decision, id } = guard.check({ scheme, host, port, method, path: stripQuery(rawPath) }, hook, {
-      url: urlOf(secure, host, port, rawPath),
-    });
+    const { secure } = plan;
+    const decided = decideRequest(guard, hook, plan);
+    const { decision, id } = decided;
     if (!decision.allowed) {
       guard.complete(id, hook, decision, {
         outcome: 'denied',
@@ -110,25 +106,31 @@ function guardRequest(current: () => EgressGuard | undefined, mod: Module, origi
       });
       return failedRequest(original, this, plan, guard.errorFor(decision));
     }
-    guard.noteRequest(scheme, host, port);
-    const admission = guard.admit(decision, `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}`);
+    const { target, connection } = decided;
+    guard.noteRequest(target.scheme, target.host, target.port);
+    const admission = guard.admit(decision, originOf(target));
     if (admission && !admission.admitted) {
       guard.complete(id, hook, decision, {
         outcome: 'circuit_open',
         durationMs: performance.now() - started,
         'error.type': 'circuit_open',
       });
-      return failedRequest(original, this, plan, circuitOpenError(decision, secure, host, port));
+      return failedRequest(
+        original,
+        this,
+        plan,
+        circuitOpenError(decision, target.secure, target.host, target.port),
+      );
     }
 
-    const context: ConnectionContext = { scheme, host, port, service: guard.service, decision, hook, id };
+    const context = connectionContext(guard, decided, hook);
     const options = plan.options;
     options.lookup = guardedLookup(
       guard,
       context,
       typeof options.lookup === 'function' ? options.lookup : undefined,
     );
-    if (secure) raiseFloor(options, decision);
+    if (secure) raiseFloor(options, connection.decision);
     let req: http.ClientRequest;
     try {
       req = original.call(this, options, plan.callback);
@@ -175,12 +177,9 @@ function guardAddRequest(current: () => EgressGuard | undefined, original: AddRe
     const port = Number(agentOptions?.port || opts.port) || (secure ? 443 : 80);
     const rawPath = req.path || '/';
     const websocket = isWebSocket(req.getHeader('upgrade'));
-    const scheme: Scheme = websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
-    const { decision, id } = guard.check(
-      { scheme, host, port, method: req.method, path: stripQuery(rawPath) },
-      hook,
-      { url: urlOf(secure, host, port, rawPath) },
-    );
+    const method = (req.method || 'GET').toUpperCase();
+    const decided = decideRequest(guard, hook, { secure, host, port, method, rawPath, websocket });
+    const { decision, id } = decided;
     const fail = (error: Error, outcome: string, type: string) => {
       guard.complete(id, hook, decision, {
         outcome,
@@ -194,17 +193,22 @@ function guardAddRequest(current: () => EgressGuard | undefined, original: AddRe
       );
     };
     if (!decision.allowed) return fail(guard.errorFor(decision), 'denied', decision.reason);
-    guard.noteRequest(scheme, host, port);
-    const admission = guard.admit(decision, `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}`);
+    const { target, connection } = decided;
+    guard.noteRequest(target.scheme, target.host, target.port);
+    const admission = guard.admit(decision, originOf(target));
     if (admission && !admission.admitted) {
-      return fail(circuitOpenError(decision, secure, host, port), 'circuit_open', 'circuit_open');
+      return fail(
+        circuitOpenError(decision, target.secure, target.host, target.port),
+        'circuit_open',
+        'circuit_open',
+      );
     }
-    const context: ConnectionContext = { scheme, host, port, service: guard.service, decision, hook, id };
+    const context = connectionContext(guard, decided, hook);
     const next: Options = {
       ...opts,
       lookup: guardedLookup(guard, context, typeof opts.lookup === 'function' ? opts.lookup : undefined),
     };
-    if (secure) raiseFloor(next, decision);
+    if (secure) raiseFloor(next, connection.decision);
     track(guard, req, { decision, id, hook, context, admission, started, secure });
     return original.call(this, req, next, ...rest);
   };
@@ -248,9 +252,13 @@ function planRequest(mod: Module, args: unknown[]): Plan | undefined {
   } else if (typeof (callerAgent as { addRequest?: unknown }).addRequest === 'function')
     agent = callerAgent as http.Agent;
   else return undefined;
-  const agentProtocol = (agent as (http.Agent & { protocol?: string }) | undefined)?.protocol;
   const defaultProtocol = (defaultAgent as http.Agent & { protocol?: string }).protocol;
   const protocol = options.protocol || defaultProtocol;
+  // Node throws ERR_INVALID_PROTOCOL when the request's protocol is not the agent's: leave that to Node.
+  // Only for an agent whose protocol is a plain value: agent-base (https-proxy-agent, used by axios for
+  // proxies, and many others) computes it in a getter from the call stack, which says `https:` under Node's
+  // https.request but not here; such an agent speaks whatever the request asks, so decide the request.
+  const agentProtocol = agent ? plainProtocol(agent) : undefined;
   if (protocol !== (agentProtocol || defaultProtocol)) return undefined;
   const agentOptions =
     callerAgent === false ? undefined : (agent as (http.Agent & { options?: Options }) | undefined)?.options;
@@ -273,8 +281,170 @@ function planRequest(mod: Module, args: unknown[]): Plan | undefined {
     method,
     rawPath: typeof options.path === 'string' && options.path ? options.path : '/',
     websocket: isWebSocket(headerValue(options.headers, 'upgrade')),
-    protocolAgent: agent ?? defaultAgent,
   };
+}
+
+/** What one request was decided as: its own decision, and the connection it opens. */
+interface Decided {
+  /** The request's decision (its target: scheme, host, port, method, path): events, timeouts, breaker. */
+  decision: Decision;
+  id: string;
+  /** Where the request goes: its origin, or the target it asks a forward proxy for. */
+  target: { scheme: Scheme; host: string; port: number; secure: boolean };
+  /** What the socket dials: the origin itself, or the forward proxy (decided as a transport). */
+  connection: { scheme: Scheme; host: string; port: number; decision: Decision };
+}
+
+type RequestShape = Pick<Plan, 'secure' | 'host' | 'port' | 'method' | 'rawPath' | 'websocket'>;
+
+// An absolute-form request target (RFC 9112 3.2.2): the request is for a forward proxy.
+const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\//i;
+
+/**
+ * Decides a request. A request sent to a forward proxy names its real target in the request line, not in
+ * the host it dials: an absolute-form target (`GET http://target/path`, as axios, `request` and
+ * HTTP_PROXY-aware clients send for plain-HTTP targets) is decided as a request to that target, with its
+ * method and path; a `CONNECT host:port` opens a tunnel, whose target must be a destination a hook just
+ * allowed, or be allowed as a raw tcp/tls one (as undici's CONNECTs are decided). In both cases the proxy
+ * is decided as well, as a transport (`http`, or a raw `tcp` rule; `https`/`tls` for a TLS proxy), and is
+ * what the socket dials: an allowed proxy never carries a request to a target no rule lists.
+ */
+function decideRequest(guard: EgressGuard, hook: string, r: RequestShape): Decided {
+  const { secure, host, port, method, rawPath, websocket } = r;
+  const scheme: Scheme = websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
+  const direct = { scheme, host, port, secure };
+  if (method === 'CONNECT') return decideTunnel(guard, hook, r);
+  if (!ABSOLUTE_FORM.test(rawPath)) {
+    const { decision, id } = guard.check({ scheme, host, port, method, path: stripQuery(rawPath) }, hook, {
+      url: urlOf(secure, host, port, rawPath),
+    });
+    return { decision, id, target: direct, connection: { scheme, host, port, decision } };
+  }
+  let url: URL | undefined;
+  try {
+    url = new URL(rawPath);
+  } catch {
+    url = undefined;
+  }
+  const targetScheme = url ? TARGET_SCHEMES[url.protocol] : undefined;
+  if (!url || !targetScheme) {
+    const decision = guard.invalidDecision(
+      `${method} ${rawPath.slice(0, 200)} (through ${hostForUrl(host)}:${port})`,
+    );
+    const { id } = guard.record(decision, { scheme, host, port, method }, `${hook}.proxy`);
+    return { decision, id, target: direct, connection: { scheme, host, port, decision } };
+  }
+  const targetSecure = targetScheme === 'https' || targetScheme === 'wss';
+  const target = {
+    scheme:
+      websocket && targetScheme === 'http'
+        ? ('ws' as const)
+        : websocket && targetScheme === 'https'
+          ? ('wss' as const)
+          : targetScheme,
+    host: bare(url.hostname),
+    port: url.port ? Number(url.port) : targetSecure ? 443 : 80,
+    secure: targetSecure,
+  };
+  const checked = guard.check(
+    { scheme: target.scheme, host: target.host, port: target.port, method, path: url.pathname || '/' },
+    hook,
+    { url: url.href },
+  );
+  if (!checked.decision.allowed) {
+    return { ...checked, target, connection: { scheme, host, port, decision: checked.decision } };
+  }
+  const proxy = decideProxy(guard, hook, secure, host, port);
+  if (!proxy.decision.allowed)
+    return { ...proxy, target, connection: { scheme, host, port, decision: proxy.decision } };
+  return {
+    ...checked,
+    target,
+    connection: { scheme: proxy.decision.scheme, host, port, decision: proxy.decision },
+  };
+}
+
+const TARGET_SCHEMES: Record<string, Scheme | undefined> = {
+  'http:': 'http',
+  'https:': 'https',
+  'ws:': 'ws',
+  'wss:': 'wss',
+};
+
+/** `CONNECT host:port` through the proxy `r.host:r.port`: the proxy, then the tunnel's target. */
+function decideTunnel(guard: EgressGuard, hook: string, r: RequestShape): Decided {
+  const { secure, host, port, rawPath } = r;
+  const proxy = decideProxy(guard, hook, secure, host, port);
+  const connection = { scheme: proxy.decision.scheme, host, port, decision: proxy.decision };
+  const authority = parseAuthority(rawPath);
+  if (!proxy.decision.allowed) {
+    const target = authority ?? { host, port };
+    return { ...proxy, target: { scheme: 'tcp', ...target, secure: false }, connection };
+  }
+  if (!authority) {
+    const decision = guard.invalidDecision(`CONNECT ${rawPath.slice(0, 200)}`);
+    const { id } = guard.record(decision, { scheme: 'tcp', host, port }, `${hook}.tunnel`);
+    return { decision, id, target: { scheme: 'tcp', host, port, secure: false }, connection };
+  }
+  const recent = guard.recentRequest(authority.host, authority.port);
+  if (recent) return { ...proxy, target: { scheme: recent, ...authority, secure: false }, connection };
+  const tcp = { scheme: 'tcp' as const, host: authority.host, port: authority.port };
+  let raw = guard.decide(tcp);
+  if (!raw.allowed && raw.reason === 'scheme_not_allowed') {
+    const tls = guard.decide({ ...tcp, scheme: 'tls' });
+    if (tls.allowed) raw = tls;
+  }
+  const checked = guard.record(raw, { ...tcp, scheme: raw.scheme }, `${hook}.tunnel`);
+  return { ...checked, target: { scheme: raw.scheme, ...authority, secure: false }, connection };
+}
+
+/** A forward proxy, decided as a transport: `http` (`https` for a TLS proxy), or a raw `tcp`/`tls` rule. */
+function decideProxy(guard: EgressGuard, hook: string, secure: boolean, host: string, port: number) {
+  const at = { scheme: (secure ? 'https' : 'http') as Scheme, host, port };
+  let decision = guard.decide(at);
+  if (!decision.allowed && decision.reason === 'scheme_not_allowed') {
+    const raw = guard.decide({ ...at, scheme: secure ? 'tls' : 'tcp' });
+    if (raw.allowed) decision = raw;
+  }
+  return guard.record(decision, { ...at, scheme: decision.scheme }, `${hook}.proxy`, {
+    url: `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}/`,
+  });
+}
+
+/** The context the request's socket carries: the decision of what it dials (the origin, or the proxy). */
+function connectionContext(guard: EgressGuard, decided: Decided, hook: string): ConnectionContext {
+  const { connection, id } = decided;
+  return {
+    scheme: connection.scheme,
+    host: connection.host,
+    port: connection.port,
+    service: guard.service,
+    decision: connection.decision,
+    hook,
+    id,
+  };
+}
+
+function originOf(target: Decided['target']): string {
+  return `${target.secure ? 'https' : 'http'}://${hostForUrl(target.host)}:${target.port}`;
+}
+
+/** `host:port` or `[v6]:port`, as a CONNECT request names its target. */
+function parseAuthority(authority: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:/\s[\]]+)):(\d{1,5})$/.exec(authority);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  return port >= 1 && port <= 65535 ? { host: (m[1] ?? m[2])!, port } : undefined;
+}
+
+/** An agent's `protocol` when it is a plain value (Node's agents), undefined when a getter computes it. */
+function plainProtocol(agent: http.Agent): string | undefined {
+  for (let o: object | null = agent; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    const descriptor = Object.getOwnPropertyDescriptor(o, 'protocol');
+    if (!descriptor) continue;
+    return 'value' in descriptor && typeof descriptor.value === 'string' ? descriptor.value : undefined;
+  }
+  return undefined;
 }
 
 /**
@@ -286,7 +456,10 @@ function failedRequest(original: RequestFn, self: unknown, plan: Plan, error: Er
   const options: Options = {
     ...plan.options,
     agent: undefined,
-    _defaultAgent: plan.protocolAgent,
+    // The global agent of the protocol decided, and that protocol: Node's protocol check passes whatever
+    // agent the caller gave (an agent-base agent answers it from the call stack).
+    _defaultAgent: plan.secure ? https.globalAgent : http.globalAgent,
+    protocol: plan.secure ? 'https:' : 'http:',
     createConnection: () => new net.Socket(),
     lookup: undefined,
   };

@@ -53,7 +53,12 @@ export function patchSocketConnect(current: () => EgressGuard | undefined): () =
           }
         : guard.check({ scheme: isTls ? 'tls' : 'tcp', host, port }, hook);
       if (!decision.allowed) {
-        if (id) guard.complete(id, hook, decision, { outcome: 'denied', durationMs: 0, 'error.type': decision.reason });
+        if (id)
+          guard.complete(id, hook, decision, {
+            outcome: 'denied',
+            durationMs: 0,
+            'error.type': decision.reason,
+          });
         return refuse(this, guard.errorFor(decision));
       }
       // A raw connection has no request above it to write its completion event: write it when it closes.
@@ -94,7 +99,12 @@ function readTarget(args: unknown[]): Target {
   const options = Array.isArray(first) ? first[0] : first;
   if (options && typeof options === 'object') {
     const o = options as Record<string, unknown>;
-    return { path: o.path as string | undefined, host: o.host as string | undefined, port: o.port, lookup: o.lookup };
+    return {
+      path: o.path as string | undefined,
+      host: o.host as string | undefined,
+      port: o.port,
+      lookup: o.lookup,
+    };
   }
   if (typeof options === 'string' && !/^\d+$/.test(options)) return { path: options };
   return { port: options, host: typeof args[1] === 'string' ? args[1] : undefined };
@@ -109,11 +119,21 @@ function withLookup(args: unknown[], lookup: unknown): unknown[] {
   }
   if (first && typeof first === 'object') return [{ ...(first as object), lookup }, ...args.slice(1)];
   const cb = args.find((a) => typeof a === 'function');
-  return [{ port: first, host: typeof args[1] === 'string' ? args[1] : undefined, lookup }, ...(cb ? [cb] : [])];
+  return [
+    { port: first, host: typeof args[1] === 'string' ? args[1] : undefined, lookup },
+    ...(cb ? [cb] : []),
+  ];
 }
 
 /** Writes the completion event of a raw connection (outcome, duration, bytes, TLS version) when it closes. */
-export function completeOnClose(socket: net.Socket, guard: EgressGuard, id: string, hook: string, decision: Decision, started: number): void {
+export function completeOnClose(
+  socket: net.Socket,
+  guard: EgressGuard,
+  id: string,
+  hook: string,
+  decision: Decision,
+  started: number,
+): void {
   let failure: Error | undefined;
   let version: string | undefined;
   socket.once('error', (error) => {
@@ -128,7 +148,13 @@ export function completeOnClose(socket: net.Socket, guard: EgressGuard, id: stri
   socket.once('close', () => {
     const code = (failure as { code?: string } | undefined)?.code;
     guard.complete(id, hook, decision, {
-      outcome: failure ? (failure instanceof EgressError ? (code === 'EGRESS_ERR_TLS' ? 'tls' : 'denied') : 'error') : 'ok',
+      outcome: failure
+        ? failure instanceof EgressError
+          ? code === 'EGRESS_ERR_TLS'
+            ? 'tls'
+            : 'denied'
+          : 'error'
+        : 'ok',
       durationMs: performance.now() - started,
       'egress.bytes.sent': socket.bytesWritten,
       'egress.bytes.received': socket.bytesRead,

@@ -29,30 +29,55 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
     else {
       // TLS over a socket the caller already connected (e.g. a CONNECT tunnel through a proxy): that socket
       // was decided when it connected; the name inside the tunnel is decided here.
-      const name = options.socket ? (options.servername || host) : host;
+      const name = options.socket ? options.servername || host : host;
       const recent = guard.recentRequest(name, port);
       const started = performance.now();
       const checked = recent
-        ? { decision: recent === 'tls' ? guard.decide({ scheme: 'tls', host: name, port }) : guard.decideTransport(name, port, true), id: undefined }
+        ? {
+            decision:
+              recent === 'tls'
+                ? guard.decide({ scheme: 'tls', host: name, port })
+                : guard.decideTransport(name, port, true),
+            id: undefined,
+          }
         : guard.check({ scheme: 'tls', host: name, port }, 'tls');
       decision = checked.decision;
       if (!decision.allowed) {
-        if (checked.id) guard.complete(checked.id, 'tls', decision, { outcome: 'denied', durationMs: 0, 'error.type': decision.reason });
+        if (checked.id)
+          guard.complete(checked.id, 'tls', decision, {
+            outcome: 'denied',
+            durationMs: 0,
+            'error.type': decision.reason,
+          });
         return refused(guard.errorFor(decision), callback);
       }
       if (checked.id) raw = { id: checked.id, started };
-      context = { scheme: decision.scheme, host: name, port, service: guard.service, decision, hook: 'tls', id: checked.id };
+      context = {
+        scheme: decision.scheme,
+        host: name,
+        port,
+        service: guard.service,
+        decision,
+        hook: 'tls',
+        id: checked.id,
+      };
       if (!options.socket) options.lookup = guardedLookup(guard, context, options.lookup as never);
     }
     // Send the name that was decided as SNI (Node's tls.connect sends none unless told): the edge checks
     // that the SNI matches the destination and refuses a hello without one (sni_missing).
-    if (options.servername === undefined && !options.socket && net.isIP(host.replace(/^\[|\]$/g, '')) === 0) options.servername = host;
+    if (options.servername === undefined && !options.socket && net.isIP(host.replace(/^\[|\]$/g, '')) === 0)
+      options.servername = host;
     const floor = decision.tls.minVersion;
     // Report mode blocks nothing: a TLS would-deny is logged and the connection goes ahead as the caller asked.
     const report = decision.mode === 'report';
     const dest = { scheme: decision.scheme, host: decision.host ?? host, port };
     const refuse = (denial: Decision, error: Error) => {
-      if (raw) guard.complete(raw.id, 'tls', decision, { outcome: 'tls', durationMs: performance.now() - raw.started, 'error.type': denial.reason });
+      if (raw)
+        guard.complete(raw.id, 'tls', decision, {
+          outcome: 'tls',
+          durationMs: performance.now() - raw.started,
+          'error.type': denial.reason,
+        });
       return refused(error, callback);
     };
     const checkedByHook = context.tlsChecked === true;
@@ -62,7 +87,8 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
       guard.record(denial, dest, 'tls.floor');
       if (!denial.allowed) return refuse(denial, tlsError(decision, what));
     }
-    if (!report && (!options.minVersion || (RANK[options.minVersion] ?? 0) < (RANK[floor] ?? 0))) options.minVersion = floor;
+    if (!report && (!options.minVersion || (RANK[options.minVersion] ?? 0) < (RANK[floor] ?? 0)))
+      options.minVersion = floor;
     // NODE_TLS_REJECT_UNAUTHORIZED=0 is the process-wide way of turning verification off: the same rule applies.
     const verifyOff =
       options.rejectUnauthorized === false ||
@@ -118,8 +144,18 @@ function translateVersionErrors(socket: tls.TLSSocket, decision: Decision): void
   });
   socket.emit = function (this: tls.TLSSocket, event: string | symbol, ...args: unknown[]) {
     const error = args[0] as NodeJS.ErrnoException | undefined;
-    if (event === 'error' && !established && error && typeof error.code === 'string' && VERSION_ERRORS.has(error.code)) {
-      args[0] = tlsError(decision, `the server does not accept ${decision.tls.minVersion} or later (${error.code})`, error);
+    if (
+      event === 'error' &&
+      !established &&
+      error &&
+      typeof error.code === 'string' &&
+      VERSION_ERRORS.has(error.code)
+    ) {
+      args[0] = tlsError(
+        decision,
+        `the server does not accept ${decision.tls.minVersion} or later (${error.code})`,
+        error,
+      );
     }
     return (emit as (this: tls.TLSSocket, ...a: unknown[]) => boolean).call(this, event, ...args);
   } as typeof socket.emit;
@@ -141,18 +177,30 @@ function tlsVersionDecision(decision: Decision, what: string): Decision {
 function tlsError(decision: Decision, what: string, cause?: unknown): EgressTlsError {
   return new EgressTlsError(
     `egress denied: ${decision.host}:${decision.port} [tls_version]: ${what}, below the floor ${decision.tls.minVersion}${decision.rule ? ` of rule "${decision.rule}"` : ''}; the server must support ${decision.tls.minVersion} or the rule's tls.minVersion must be lowered`,
-    { reason: 'tls_version', rule: decision.rule, host: decision.host, port: decision.port, policyHash: decision.policyHash, cause },
+    {
+      reason: 'tls_version',
+      rule: decision.rule,
+      host: decision.host,
+      port: decision.port,
+      policyHash: decision.policyHash,
+      cause,
+    },
   );
 }
 
 /** tls.connect(options[, cb]) | (port[, host][, options][, cb]) | (path[, options][, cb]). */
-function normalize(args: unknown[]): { options: ConnectionOptions & { lookup?: unknown }; callback: (() => void) | undefined } {
+function normalize(args: unknown[]): {
+  options: ConnectionOptions & { lookup?: unknown };
+  callback: (() => void) | undefined;
+} {
   const callback = args.find((a) => typeof a === 'function') as (() => void) | undefined;
   const rest = args.filter((a) => typeof a !== 'function');
   let options: ConnectionOptions = {};
   if (typeof rest[0] === 'object' && rest[0] !== null) options = { ...(rest[0] as ConnectionOptions) };
   else {
-    const extra = rest.find((a, i) => i > 0 && typeof a === 'object' && a !== null) as ConnectionOptions | undefined;
+    const extra = rest.find((a, i) => i > 0 && typeof a === 'object' && a !== null) as
+      | ConnectionOptions
+      | undefined;
     options = { ...extra };
     if (typeof rest[0] === 'number' || /^\d+$/.test(String(rest[0]))) {
       options.port = Number(rest[0]);

@@ -58,11 +58,9 @@ export function patchUndiciModules(current: () => EgressGuard | undefined, searc
       if (wasDecided(opts, origin)) return original.call(this, opts, handler);
       let gd = guardedByDispatcher.get(this);
       if (!gd) {
-        // Decide through a GuardedDispatcher whose inner dispatch is the original method on this instance.
-        const self = this;
         gd = new GuardedDispatcher(guard, {
           hook: 'undici',
-          dispatcher: { dispatch: (o, h) => original.call(self, o, h) },
+          dispatcher: { dispatch: (o, h) => original.call(this, o, h) },
         });
         guardedByDispatcher.set(this, gd);
       }

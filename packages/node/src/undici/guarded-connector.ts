@@ -41,8 +41,22 @@ export function guardedConnector(guard: EgressGuard, base: ConnectOptions = {}):
   };
 }
 
-function build(guard: EgressGuard, base: ConnectOptions, decision: Decision, host: string, port: number): Connector {
-  const context = { scheme: decision.scheme, host, port, service: guard.service, decision, hook: 'undici.connect', id: undefined };
+function build(
+  guard: EgressGuard,
+  base: ConnectOptions,
+  decision: Decision,
+  host: string,
+  port: number,
+): Connector {
+  const context = {
+    scheme: decision.scheme,
+    host,
+    port,
+    service: guard.service,
+    decision,
+    hook: 'undici.connect',
+    id: undefined,
+  };
   const options: ConnectOptions & Record<string, unknown> = {
     ...base,
     timeout: Math.min(base.timeout ?? Number.POSITIVE_INFINITY, decision.timeouts.connect),
@@ -51,6 +65,7 @@ function build(guard: EgressGuard, base: ConnectOptions, decision: Decision, hos
     lookup: guardedLookup(guard, context, base.lookup as never),
   };
   // `ca` is extra trust: Node's own roots stay, so public hosts keep verifying through the guard's Agent.
-  if (guard.ca !== undefined && base.ca === undefined) options.ca = [...tls.rootCertificates, ...[guard.ca].flat()];
+  if (guard.ca !== undefined && base.ca === undefined)
+    options.ca = [...tls.rootCertificates, ...[guard.ca].flat()];
   return buildConnector(options as buildConnector.BuildOptions);
 }

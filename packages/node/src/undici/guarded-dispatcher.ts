@@ -57,7 +57,11 @@ export class GuardedDispatcher extends Dispatcher {
     this.inner =
       options.dispatcher ??
       (options.proxy === 'env'
-        ? new EnvHttpProxyAgent({ ...options.agent, connect, ...(tls ? { requestTls: tls, proxyTls: tls } : {}) })
+        ? new EnvHttpProxyAgent({
+            ...options.agent,
+            connect,
+            ...(tls ? { requestTls: tls, proxyTls: tls } : {}),
+          })
         : new Agent({ ...options.agent, connect }));
   }
 
@@ -188,7 +192,9 @@ export class GuardedDispatcher extends Dispatcher {
       const raw = this.guard.decide({ ...at, scheme: secure ? 'tls' : 'tcp' });
       if (raw.allowed) decision = raw;
     }
-    const proxy = this.guard.record(decision, { ...at, scheme: decision.scheme }, `${this.hook}.proxy`, { url: origin.origin });
+    const proxy = this.guard.record(decision, { ...at, scheme: decision.scheme }, `${this.hook}.proxy`, {
+      url: origin.origin,
+    });
     if (!proxy.decision.allowed) return proxy;
     const target = parseAuthority(authority);
     if (!target) return { decision: this.guard.invalidDecision(`CONNECT ${authority}`), id: proxy.id };

@@ -29,7 +29,8 @@ function methodsOf(handler: object): string[] {
 export function observeHandler(handler: object, observer: HandlerObserver): object {
   const target = handler as AnyHandler;
   const wrapped: AnyHandler = {};
-  const call = (name: string, args: unknown[]) => (target[name] as (...a: unknown[]) => unknown).apply(handler, args);
+  const call = (name: string, args: unknown[]) =>
+    (target[name] as (...a: unknown[]) => unknown).apply(handler, args);
   for (const name of methodsOf(handler)) {
     wrapped[name] = (...args: unknown[]) => {
       switch (name) {
