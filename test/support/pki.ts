@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -102,8 +102,26 @@ async function genKey(path: string, cwd: string): Promise<void> {
   await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path], cwd);
 }
 
+/**
+ * Removes CA folders left by worker processes that have exited: vitest stops its workers without running
+ * 'exit' handlers, so each worker also sweeps up after the dead ones when it makes its own CA.
+ */
+function sweepStaleCaFolders(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const m = /^egress-guard-ca-(\d+)-/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    try {
+      process.kill(pid, 0);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    }
+  }
+}
+
 async function makeCa(): Promise<CaMaterial> {
-  const dir = await mkdtemp(join(tmpdir(), 'egress-guard-ca-'));
+  sweepStaleCaFolders();
+  const dir = await mkdtemp(join(tmpdir(), `egress-guard-ca-${process.pid}-`));
   // The cached CA outlives any one test; remove it when the worker exits so tmp does not fill up.
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const cnf = join(dir, 'ca.cnf');
