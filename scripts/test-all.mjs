@@ -14,8 +14,9 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = join(root, '.tmp');
 const results = join(tmp, 'vitest-results.json');
-const schemaResults = join(tmp, 'vitest-events-schema-results.json');
-const audit = join(tmp, 'events-audit.jsonl');
+// Per run: two runs in one checkout must not truncate or read each other's events.
+const schemaResults = join(tmp, `vitest-events-schema-results-${process.pid}.json`);
+const audit = join(tmp, `events-audit-${process.pid}.jsonl`);
 const SCHEMA_TEST = 'test/events-schema.test.ts';
 mkdirSync(tmp, { recursive: true });
 for (const f of [results, schemaResults]) rmSync(f, { force: true });
@@ -65,6 +66,10 @@ const schema = vitestRun([SCHEMA_TEST], schemaResults, {
   EGRESS_GUARD_EVENTS_TO_VALIDATE: audit,
 });
 const schemaCounts = counts(schemaResults, schema);
+
+// The audit file holds every event of the suite (some 100 MB): kept only when the schema pass failed.
+if (schemaCounts.ok) rmSync(audit, { force: true });
+rmSync(schemaResults, { force: true });
 
 const passed = mainCounts.passed + schemaCounts.passed;
 const failed = mainCounts.failed + schemaCounts.failed;

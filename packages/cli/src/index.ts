@@ -3,8 +3,8 @@
  * The `egress-guard` command. `main()` runs it in-process (for tests and embedding).
  */
 import { check } from './commands/check.js';
-import { edge } from './commands/edge.js';
 import { diff } from './commands/diff.js';
+import { edge } from './commands/edge.js';
 import { learn } from './commands/learn.js';
 import { lint } from './commands/lint.js';
 import { report } from './commands/report.js';

@@ -121,9 +121,13 @@ describe('egress-guard edge', () => {
     const { spawn } = await import('node:child_process');
     const net = await import('node:net');
     const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
-    const child = spawn(process.execPath, [bin, 'edge', '--policy', example, '--explicit', '127.0.0.1:0', '--admin', '127.0.0.1:0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [bin, 'edge', '--policy', example, '--explicit', '127.0.0.1:0', '--admin', '127.0.0.1:0'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stderr = '';
     let stdout = '';
     child.stdout.on('data', (d) => {
@@ -141,7 +145,9 @@ describe('egress-guard edge', () => {
       });
     });
     const reply = await new Promise<string>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => s.write('CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n'));
+      const s = net.connect(port, '127.0.0.1', () =>
+        s.write('CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n'),
+      );
       let data = '';
       s.on('data', (d) => {
         data += d;
@@ -158,7 +164,11 @@ describe('egress-guard edge', () => {
       .filter(Boolean)
       .map((l) => JSON.parse(l))
       .find((e) => e['event.name'] === 'egress.decision');
-    expect(decision).toMatchObject({ 'egress.decision': 'denied', 'egress.reason': 'host_not_allowed', 'egress.hook': 'edge.explicit' });
+    expect(decision).toMatchObject({
+      'egress.decision': 'denied',
+      'egress.reason': 'host_not_allowed',
+      'egress.hook': 'edge.explicit',
+    });
   });
 
   it('refuses bad flags in one line with the usage', async () => {

@@ -200,7 +200,9 @@ describe('NODE_USE_ENV_PROXY=1', () => {
       expect(result.allowed.status).toBe(200);
       expect(result.denied).toMatchObject({ code: 'EGRESS_ERR_DENIED', reason: 'port_not_allowed' });
       await proxy.sync();
-      expect(proxy.targets).toEqual(honoursEnvProxy ? [{ method: 'CONNECT', target: `127.0.0.1:${allowed.port}` }] : []);
+      expect(proxy.targets).toEqual(
+        honoursEnvProxy ? [{ method: 'CONNECT', target: `127.0.0.1:${allowed.port}` }] : [],
+      );
       expect(allowed.connections).toBe(1);
       expect(denied.connections).toBe(0);
       const hooks = eventsOf(child.stdout)

@@ -125,12 +125,32 @@ const rows: Row[] = [
   // deny wins
   ['deny wins over allow', https('pastebin.com'), 'explicit_deny', 'paste'],
   ['deny double star', https('x.y.pastebin.com'), 'explicit_deny', 'paste'],
-  ['deny rule with methods and paths matches the request', https('api.stripe.com', { method: 'DELETE', path: '/v1/customers/1' }), 'explicit_deny', 'no-deletes'],
-  ['deny rule with methods and paths: other paths unaffected', https('api.stripe.com', { method: 'DELETE', path: '/v1/other' }), 'allowed', 'second-stripe'],
-  ['deny rule with methods and paths cannot match a connection (no method, no path)', https('api.stripe.com'), 'allowed', 'stripe'],
+  [
+    'deny rule with methods and paths matches the request',
+    https('api.stripe.com', { method: 'DELETE', path: '/v1/customers/1' }),
+    'explicit_deny',
+    'no-deletes',
+  ],
+  [
+    'deny rule with methods and paths: other paths unaffected',
+    https('api.stripe.com', { method: 'DELETE', path: '/v1/other' }),
+    'allowed',
+    'second-stripe',
+  ],
+  [
+    'deny rule with methods and paths cannot match a connection (no method, no path)',
+    https('api.stripe.com'),
+    'allowed',
+    'stripe',
+  ],
   ['deny by CIDR covers IPv4 in a NAT64 literal', https('[64:ff9b::c000:20a]'), 'explicit_deny', 'doc-net'],
   ['deny by CIDR covers IPv4 in a 6to4 literal', https('[2002:c000:20a::1]'), 'explicit_deny', 'doc-net'],
-  ['deny by CIDR covers the Teredo client (stored inverted)', https('[2001:0:4136:e378:8000:63bf:3fff:fdf5]'), 'explicit_deny', 'doc-net'],
+  [
+    'deny by CIDR covers the Teredo client (stored inverted)',
+    https('[2001:0:4136:e378:8000:63bf:3fff:fdf5]'),
+    'explicit_deny',
+    'doc-net',
+  ],
   // IP literals: addresses rules only
   [
     'IP literal allowed by CIDR',

@@ -31,7 +31,9 @@ export async function edge(args: string[], io: CliIo): Promise<number> {
     throw error;
   }
   const listening = server.listeners.map((l) => `${l.kind} ${l.host}:${l.port}`).join(', ');
-  const admin = server.adminAddress ? `, admin http://${server.adminAddress.host}:${server.adminAddress.port}` : '';
+  const admin = server.adminAddress
+    ? `, admin http://${server.adminAddress.host}:${server.adminAddress.port}`
+    : '';
   io.err(`egress-guard edge: listening (${listening})${admin}; policy sha256:${server.policy.hash}`);
   return 0;
 }

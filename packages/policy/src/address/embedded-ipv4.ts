@@ -9,7 +9,13 @@ export function embeddedIpv4(ip: IpAddress): IpAddress[] {
   if (ip.family !== 6) return [];
   const b = ip.bytes;
   const v4 = (bytes: ArrayLike<number>) => parseIpLiteral(Array.from(bytes).join('.'))!;
-  if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && b.subarray(4, 12).every((x) => x === 0)) {
+  if (
+    b[0] === 0x00 &&
+    b[1] === 0x64 &&
+    b[2] === 0xff &&
+    b[3] === 0x9b &&
+    b.subarray(4, 12).every((x) => x === 0)
+  ) {
     return [v4(b.subarray(12, 16))];
   }
   if (b[0] === 0x20 && b[1] === 0x02) return [v4(b.subarray(2, 6))];
