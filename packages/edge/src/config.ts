@@ -5,11 +5,24 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { EgressOptionsError, type EventEmitter, type Policy, parseDuration } from '@egress-guard/policy';
+import {
+  didYouMean,
+  EgressOptionsError,
+  type EventEmitter,
+  formatProblem,
+  type Policy,
+  parseDuration,
+} from '@egress-guard/policy';
 import type { DestinationStream, Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { z } from 'zod';
 import type { EdgeResolver } from './claims.js';
-import { parseConfigText } from './config-file.js';
+import {
+  type ConfigDocument,
+  ConfigFileError,
+  type ConfigProblem,
+  readConfigDocument,
+} from './config-file.js';
 
 /** The three ways connections reach the edge. */
 export type ListenerKind = 'explicit' | 'transparent' | 'sni';
@@ -189,7 +202,13 @@ export const EDGE_DEFAULTS = {
     timeout: 5_000,
   } satisfies EdgeDns,
   watchDebounce: 250,
+  /** Library default of {@link EdgeOptions.signals}; {@link parseEdgeArgs} sets `true` for the command. */
+  signals: false,
+  defaultMetrics: true,
 } as const;
+
+/** Smallest accepted {@link EdgeLimitsInput.helloMaxBytes}. */
+const MIN_HELLO_MAX_BYTES = 1024;
 
 /** Invalid edge options: every problem, one per line, each naming the option. */
 export class EdgeConfigError extends EgressOptionsError {
@@ -202,177 +221,342 @@ export class EdgeConfigError extends EgressOptionsError {
   }
 }
 
-const KINDS: readonly ListenerKind[] = ['explicit', 'transparent', 'sni'];
-const OPTION_KEYS = new Set([
-  'policy',
-  'listeners',
-  'admin',
-  'limits',
-  'dns',
-  'watch',
-  'watchDebounce',
-  'signals',
-  'events',
-  'logger',
-  'destination',
-  'resolver',
-  'lookup',
-  'registry',
-  'defaultMetrics',
-]);
-const LISTENER_KEYS = new Set(['kind', 'host', 'port', 'upstreamPort', 'originalDestination']);
-const LIMIT_KEYS = Object.keys(EDGE_DEFAULTS.limits);
-const DNS_KEYS = Object.keys(EDGE_DEFAULTS.dns);
-const DURATION_LIMITS = new Set(['helloTimeout', 'connectTimeout', 'idleTimeout', 'drainTimeout']);
+// ---------------------------------------------------------------------------------------------------
+// The schema. Each leaf carries its own message; cross-field checks run even when some fields are
+// invalid (`when: always`), so one pass lists every problem. Defaults come from EDGE_DEFAULTS only.
+// ---------------------------------------------------------------------------------------------------
+
+const KINDS = ['explicit', 'transparent', 'sni'] as const satisfies readonly ListenerKind[];
+
+/** Runs a refinement even when earlier parts of the value failed, so every problem is listed at once. */
+const always = { when: () => true };
+
+/** `got 70000`, `got "soon"`: the offending value, as the user wrote it. */
+const got = (input: unknown) => `got ${JSON.stringify(input)}`;
+
+/** An error map that replaces only the type error of a container (its other issues keep their codes). */
+const onTypeError = (message: string) => (issue: { code?: string }) =>
+  issue.code === 'invalid_type' ? message : undefined;
+
+const bindHostMessage = (issue: { input?: unknown }) =>
+  `expected an IP address to bind (e.g. 127.0.0.1, 0.0.0.0, ::), ${got(issue.input)}`;
+const bindHost = z
+  .string({ error: bindHostMessage })
+  .refine((host) => host === 'localhost' || net.isIP(host) !== 0, { error: bindHostMessage });
+
+/*
+ * Whole numbers are a number plus a refinement rather than `z.int()`: zod's integer check aborts the
+ * parse outright (as `z.custom` does by default), which would skip the cross-field checks and hide their
+ * problems; a refinement lets them run.
+ */
+
+/** A port number; `min` 0 lets the system pick a free one (listeners and admin). */
+function portSchema(min: 0 | 1) {
+  const message = (issue: { input?: unknown }) => `expected a port ${min}-65535, ${got(issue.input)}`;
+  return z
+    .number({ error: message })
+    .refine((n) => Number.isInteger(n) && n >= min && n <= 65535, { error: message });
+}
+
+const countMessage = (issue: { input?: unknown }) => `expected a positive whole number, ${got(issue.input)}`;
+const positiveInt = z
+  .number({ error: countMessage })
+  .refine((n) => Number.isSafeInteger(n) && n >= 1, { error: countMessage });
+/** A positive whole number, or its decimal text (flags and config files give text). */
+const count = z.union(
+  [
+    positiveInt,
+    z
+      .string({ error: countMessage })
+      .regex(/^\d+$/, { error: countMessage })
+      .transform(Number)
+      .pipe(positiveInt),
+  ],
+  { error: countMessage },
+);
+
+const durationMessage = (input: unknown) =>
+  `expected a positive duration such as 250ms, 5s, 2m or a number of milliseconds, ${got(input)}`;
+/** `250ms`, `5s`, `2m`, `1h` or milliseconds, parsed by the policy's own {@link parseDuration}. */
+const duration = z
+  .union([z.number(), z.string()], { error: (issue) => durationMessage(issue.input) })
+  .transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined || ms <= 0) {
+      ctx.addIssue({ code: 'custom', message: durationMessage(value) });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
 /**
- * Validates options and applies defaults. Throws {@link EdgeConfigError} listing every problem.
+ * A value checked by a predicate. Unlike zod's default for `z.custom`, a failure does not abort the
+ * refinements of the enclosing objects, so cross-field problems are still listed.
  */
-export function resolveEdgeOptions(input: EdgeOptions): ResolvedEdgeOptions {
-  const problems: string[] = [];
-  if (typeof input !== 'object' || input === null) throw new EdgeConfigError(['options must be an object']);
-  unknownKeys(input as unknown as Record<string, unknown>, OPTION_KEYS, '', problems);
+const custom = <T>(check: (value: unknown) => boolean, message: string) =>
+  z.custom<T>(check, { error: message, abort: false });
+const fn = <T>(message: string) => custom<T>((v) => typeof v === 'function', message);
 
-  const policy = input.policy;
-  if (!(typeof policy === 'string' && policy.length > 0) && !isPolicy(policy)) {
-    problems.push('policy: required: a policy file path or a Policy (from loadPolicyFile)');
-  }
+const listenerShape = {
+  kind: z.enum(KINDS, {
+    error: (issue) => `expected one of ${KINDS.join(', ')}, ${got(issue.input)}`,
+  }),
+  host: bindHost.default(EDGE_DEFAULTS.listenerHost),
+  port: portSchema(0),
+  upstreamPort: portSchema(1).optional(),
+  originalDestination: fn<OriginalDestinationReader>('expected a function').optional(),
+};
 
-  const listeners: ResolvedEdgeOptions['listeners'] = [];
-  if (!Array.isArray(input.listeners) || input.listeners.length === 0) {
-    problems.push('listeners: at least one listener is required (explicit, transparent or sni)');
-  } else {
-    input.listeners.forEach((l, i) => {
-      const where = `listeners[${i}]`;
-      if (typeof l !== 'object' || l === null) {
-        problems.push(`${where}: expected an object`);
-        return;
-      }
-      unknownKeys(l as unknown as Record<string, unknown>, LISTENER_KEYS, `${where}.`, problems);
-      if (!KINDS.includes(l.kind)) {
-        problems.push(`${where}.kind: expected one of ${KINDS.join(', ')}, got ${JSON.stringify(l.kind)}`);
-      }
-      const host = l.host ?? EDGE_DEFAULTS.listenerHost;
-      checkBindHost(host, `${where}.host`, problems);
-      checkPort(l.port, `${where}.port`, problems, true);
-      if (l.upstreamPort !== undefined) {
-        if (l.kind !== 'sni')
-          problems.push(`${where}.upstreamPort: only sni listeners have an upstream port`);
-        checkPort(l.upstreamPort, `${where}.upstreamPort`, problems, false);
-      }
-      if (l.originalDestination !== undefined) {
-        if (l.kind !== 'transparent') {
-          problems.push(
-            `${where}.originalDestination: only transparent listeners read an original destination`,
-          );
-        }
-        if (typeof l.originalDestination !== 'function') {
-          problems.push(`${where}.originalDestination: expected a function`);
-        }
-      }
-      listeners.push({
-        ...l,
-        host,
-        upstreamPort: l.kind === 'sni' ? (l.upstreamPort ?? EDGE_DEFAULTS.sniUpstreamPort) : undefined,
+const listenerSchema = z
+  .strictObject(listenerShape, { error: onTypeError('expected an object') })
+  .superRefine((l, ctx) => {
+    if (typeof l !== 'object' || l === null) return;
+    if (l.upstreamPort !== undefined && l.kind !== 'sni') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['upstreamPort'],
+        message: 'only sni listeners have an upstream port',
       });
-    });
+    }
+    if (l.originalDestination !== undefined && l.kind !== 'transparent') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['originalDestination'],
+        message: 'only transparent listeners read an original destination',
+      });
+    }
+  }, always)
+  .transform((l) => ({
+    ...l,
+    upstreamPort: l.kind === 'sni' ? (l.upstreamPort ?? EDGE_DEFAULTS.sniUpstreamPort) : undefined,
+  }));
+
+const listenersMessage = 'at least one listener is required (explicit, transparent or sni)';
+const listenersSchema = z
+  .array(listenerSchema, { error: onTypeError(listenersMessage) })
+  .min(1, { error: listenersMessage })
+  .superRefine((listeners, ctx) => {
+    if (!Array.isArray(listeners)) return;
     const seen = new Set<string>();
-    for (const l of listeners) {
-      if (l.port === 0) continue;
-      const key = `${l.host}|${l.port}`;
-      if (seen.has(key)) problems.push(`listeners: ${l.host}:${l.port} is listed twice`);
+    for (const l of listeners as unknown[]) {
+      if (typeof l !== 'object' || l === null) continue;
+      const { host, port } = l as { host?: unknown; port?: unknown };
+      if (typeof port !== 'number' || port === 0) continue;
+      const key = `${typeof host === 'string' ? host : EDGE_DEFAULTS.listenerHost}:${port}`;
+      if (seen.has(key)) ctx.addIssue({ code: 'custom', message: `${key} is listed twice` });
       seen.add(key);
     }
-  }
+  }, always);
 
-  let admin: ResolvedEdgeOptions['admin'];
-  if (input.admin !== undefined) {
-    if (typeof input.admin !== 'object' || input.admin === null) {
-      problems.push('admin: expected { host, port }');
-    } else {
-      const host = input.admin.host ?? EDGE_DEFAULTS.adminHost;
-      checkBindHost(host, 'admin.host', problems);
-      checkPort(input.admin.port, 'admin.port', problems, true);
-      admin = { host, port: input.admin.port };
+const adminShape = { host: bindHost.default(EDGE_DEFAULTS.adminHost), port: portSchema(0) };
+
+const limitsShape = {
+  maxConnections: count.default(EDGE_DEFAULTS.limits.maxConnections),
+  maxConnectionsPerSource: count.default(EDGE_DEFAULTS.limits.maxConnectionsPerSource),
+  helloTimeout: duration.default(EDGE_DEFAULTS.limits.helloTimeout),
+  helloMaxBytes: count
+    .refine((n) => n >= MIN_HELLO_MAX_BYTES, { error: `at least ${MIN_HELLO_MAX_BYTES} bytes` })
+    .default(EDGE_DEFAULTS.limits.helloMaxBytes),
+  connectTimeout: duration.default(EDGE_DEFAULTS.limits.connectTimeout),
+  idleTimeout: duration.default(EDGE_DEFAULTS.limits.idleTimeout),
+  drainTimeout: duration.default(EDGE_DEFAULTS.limits.drainTimeout),
+} satisfies Record<keyof EdgeLimits, z.ZodType>;
+
+const serversMessage = 'expected a list of addresses such as 10.0.0.2 or 10.0.0.2:53';
+const dnsShape = {
+  servers: z
+    .array(
+      z
+        .string({
+          error: (issue) => `expected an address such as 10.0.0.2 or 10.0.0.2:53, ${got(issue.input)}`,
+        })
+        .min(1, { error: 'expected an address such as 10.0.0.2 or 10.0.0.2:53, got ""' }),
+      { error: serversMessage },
+    )
+    .optional(),
+  minRetention: duration.default(EDGE_DEFAULTS.dns.minRetention),
+  maxRetention: duration.default(EDGE_DEFAULTS.dns.maxRetention),
+  maxNames: count.default(EDGE_DEFAULTS.dns.maxNames),
+  timeout: duration.default(EDGE_DEFAULTS.dns.timeout),
+} satisfies Record<keyof EdgeDns, z.ZodType>;
+
+const mappingOf = <S extends z.core.$ZodLooseShape>(shape: S, message: string) =>
+  z.strictObject(shape, { error: onTypeError(message) });
+
+const booleanSchema = z.boolean({ error: 'expected true or false' });
+const policyMessage = 'required: a policy file path or a Policy (from loadPolicyFile)';
+
+const optionsShape = {
+  policy: custom<string | Policy>(
+    (v) => (typeof v === 'string' && v.length > 0) || isPolicy(v),
+    policyMessage,
+  ),
+  listeners: listenersSchema,
+  admin: mappingOf(adminShape, 'expected { host, port }').optional(),
+  limits: mappingOf(limitsShape, 'expected a mapping of limits').prefault({}),
+  dns: mappingOf(dnsShape, 'expected a mapping of DNS settings').prefault({}),
+  watch: booleanSchema.optional(),
+  watchDebounce: duration.default(EDGE_DEFAULTS.watchDebounce),
+  signals: booleanSchema.default(EDGE_DEFAULTS.signals),
+  events: z.custom<EventEmitter>().optional(),
+  logger: z.custom<Logger>().optional(),
+  destination: z.custom<DestinationStream>().optional(),
+  resolver: custom<EdgeResolver>(
+    (v) =>
+      typeof v === 'object' &&
+      v !== null &&
+      typeof (v as EdgeResolver).resolve4 === 'function' &&
+      typeof (v as EdgeResolver).resolve6 === 'function',
+    'expected an object with resolve4 and resolve6 (like dns.promises.Resolver)',
+  ).optional(),
+  lookup: fn<net.LookupFunction>('expected a function').optional(),
+  registry: z.custom<Registry>().optional(),
+  defaultMetrics: booleanSchema.default(EDGE_DEFAULTS.defaultMetrics),
+} satisfies Record<keyof EdgeOptions, z.ZodType>;
+
+const optionsSchema = z
+  .strictObject(optionsShape, { error: onTypeError('options must be an object') })
+  .superRefine((o, ctx) => {
+    if (typeof o !== 'object' || o === null) return;
+    // Problems that name two options have no single path: the message names both.
+    if (o.resolver !== undefined && o.lookup !== undefined) {
+      ctx.addIssue({ code: 'custom', message: 'resolver, lookup: give one of them, not both' });
+    }
+    const dns = o.dns as { servers?: unknown } | undefined;
+    if (o.resolver !== undefined && typeof dns === 'object' && dns?.servers !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'resolver, dns.servers: a custom resolver chooses its own servers',
+      });
+    }
+  }, always)
+  .transform(
+    (o): ResolvedEdgeOptions => ({
+      ...o,
+      admin: o.admin,
+      dns: { ...o.dns, servers: o.dns.servers },
+      // Watching only makes sense for a file; a Policy object is replaced through reload(next).
+      watch: o.watch ?? typeof o.policy === 'string',
+      events: o.events,
+      logger: o.logger,
+      destination: o.destination,
+      resolver: o.resolver,
+      lookup: o.lookup,
+      registry: o.registry,
+    }),
+  );
+
+/** Known keys of each object of the options, for "did you mean" hints. */
+const KNOWN_KEYS = {
+  options: Object.keys(optionsShape),
+  listener: Object.keys(listenerShape),
+  admin: Object.keys(adminShape),
+  limits: Object.keys(limitsShape),
+  dns: Object.keys(dnsShape),
+} as const;
+
+function knownKeysAt(path: readonly PropertyKey[]): readonly string[] {
+  const last = path.at(-1);
+  if (path.length === 0) return KNOWN_KEYS.options;
+  if (typeof last === 'number') return KNOWN_KEYS.listener;
+  if (last === 'admin' || last === 'limits' || last === 'dns') return KNOWN_KEYS[last];
+  return [];
+}
+
+/** One problem with the options: where (a path into the input) and what. */
+interface OptionProblem {
+  path: PropertyKey[];
+  message: string;
+  /** Set for unknown keys: `path` then ends with the key, and a position should point at the key. */
+  unknownKey?: boolean;
+}
+
+/** `listeners[0].port`, `limits.helloTimeout`. */
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out ? `.${String(seg)}` : String(seg);
+  }
+  return out;
+}
+
+function formatOptionProblem(p: OptionProblem): string {
+  return p.path.length === 0 ? p.message : `${formatPath(p.path)}: ${p.message}`;
+}
+
+/**
+ * Turns zod issues into problems, one per unknown key, with "did you mean" hints among `knownKeys(path)`,
+ * the keys of the object at that path.
+ */
+function problemsOf(
+  error: z.ZodError,
+  input: unknown,
+  knownKeys: (path: readonly PropertyKey[]) => readonly string[],
+): OptionProblem[] {
+  const problems: OptionProblem[] = [];
+  for (const issue of error.issues) {
+    if (issue.code !== 'unrecognized_keys') {
+      problems.push({ path: [...issue.path], message: issue.message });
+      continue;
+    }
+    const owner = valueAt(input, issue.path);
+    for (const key of issue.keys) {
+      // An option set to undefined is an option not given (as with `{ ...defaults, x: undefined }`).
+      if (
+        typeof owner === 'object' &&
+        owner !== null &&
+        (owner as Record<string, unknown>)[key] === undefined
+      ) {
+        continue;
+      }
+      const known = knownKeys(issue.path);
+      problems.push({
+        path: [...issue.path, key],
+        message: `unknown option (${hintFor(key, known)})`,
+        unknownKey: true,
+      });
     }
   }
+  return problems;
+}
 
-  const limits = { ...EDGE_DEFAULTS.limits } as EdgeLimits;
-  if (input.limits !== undefined) {
-    const raw = input.limits as Record<string, unknown>;
-    unknownKeys(raw, new Set(LIMIT_KEYS), 'limits.', problems);
-    for (const key of LIMIT_KEYS) {
-      const value = raw[key];
-      if (value === undefined) continue;
-      const parsed = DURATION_LIMITS.has(key)
-        ? durationOf(value, `limits.${key}`, problems)
-        : countOf(value, `limits.${key}`, problems);
-      if (parsed !== undefined) (limits as unknown as Record<string, number>)[key] = parsed;
-    }
-    if (limits.helloMaxBytes < 1024) problems.push('limits.helloMaxBytes: at least 1024 bytes');
-  }
+function hintFor(key: string, known: readonly string[]): string {
+  const guess = didYouMean(key, known);
+  return guess ? `did you mean "${guess}"?` : `known options here: ${known.join(', ')}`;
+}
 
-  const dns: EdgeDns = { ...EDGE_DEFAULTS.dns };
-  if (input.dns !== undefined) {
-    const raw = input.dns as Record<string, unknown>;
-    unknownKeys(raw, new Set(DNS_KEYS), 'dns.', problems);
-    if (raw.servers !== undefined) {
-      if (!Array.isArray(raw.servers) || raw.servers.some((s) => typeof s !== 'string' || s === '')) {
-        problems.push('dns.servers: expected a list of addresses such as 10.0.0.2 or 10.0.0.2:53');
-      } else dns.servers = raw.servers as string[];
-    }
-    for (const key of ['minRetention', 'maxRetention', 'timeout'] as const) {
-      if (raw[key] === undefined) continue;
-      const v = durationOf(raw[key], `dns.${key}`, problems);
-      if (v !== undefined) dns[key] = v;
-    }
-    if (raw.maxNames !== undefined) {
-      const v = countOf(raw.maxNames, 'dns.maxNames', problems);
-      if (v !== undefined) dns.maxNames = v;
-    }
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let node = root;
+  for (const seg of path) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<PropertyKey, unknown>)[seg];
   }
+  return node;
+}
 
-  let watchDebounce: number = EDGE_DEFAULTS.watchDebounce;
-  if (input.watchDebounce !== undefined) {
-    watchDebounce = durationOf(input.watchDebounce, 'watchDebounce', problems) ?? watchDebounce;
-  }
-  for (const key of ['watch', 'signals', 'defaultMetrics'] as const) {
-    if (input[key] !== undefined && typeof input[key] !== 'boolean')
-      problems.push(`${key}: expected true or false`);
-  }
-  if (input.resolver !== undefined && input.lookup !== undefined) {
-    problems.push('resolver, lookup: give one of them, not both');
-  }
-  if (input.resolver !== undefined && input.dns?.servers !== undefined) {
-    problems.push('resolver, dns.servers: a custom resolver chooses its own servers');
-  }
-  if (
-    input.resolver !== undefined &&
-    (typeof input.resolver.resolve4 !== 'function' || typeof input.resolver.resolve6 !== 'function')
-  ) {
-    problems.push('resolver: expected an object with resolve4 and resolve6 (like dns.promises.Resolver)');
-  }
-  if (input.lookup !== undefined && typeof input.lookup !== 'function')
-    problems.push('lookup: expected a function');
+/** Validates with the schema; every problem, or the options with every default applied. */
+function validateEdgeOptions(
+  input: unknown,
+): { ok: true; options: ResolvedEdgeOptions } | { ok: false; problems: OptionProblem[] } {
+  const result = optionsSchema.safeParse(input);
+  if (result.success) return { ok: true, options: result.data };
+  return { ok: false, problems: problemsOf(result.error, input, knownKeysAt) };
+}
 
-  if (problems.length > 0) throw new EdgeConfigError(problems);
-  return {
-    policy: input.policy,
-    listeners,
-    admin,
-    limits,
-    dns,
-    watch: input.watch ?? typeof input.policy === 'string',
-    watchDebounce,
-    signals: input.signals ?? false,
-    events: input.events,
-    logger: input.logger,
-    destination: input.destination,
-    resolver: input.resolver,
-    lookup: input.lookup,
-    registry: input.registry,
-    defaultMetrics: input.defaultMetrics ?? true,
-  };
+/**
+ * Validates options and applies defaults (all from {@link EDGE_DEFAULTS}): listener `host` `127.0.0.1`,
+ * sni `upstreamPort` `443`, admin `host` `127.0.0.1`, every limit and DNS setting, `watchDebounce` `250ms`,
+ * `watch` `true` for a policy path, `signals` `false`, `defaultMetrics` `true`. Durations become milliseconds;
+ * counts given as text become numbers.
+ *
+ * @throws {@link EdgeConfigError} listing every problem at once, each as `path: message`; unknown options
+ * come with a "did you mean" hint.
+ */
+export function resolveEdgeOptions(input: EdgeOptions): ResolvedEdgeOptions {
+  const result = validateEdgeOptions(input);
+  if (!result.ok) throw new EdgeConfigError(result.problems.map(formatOptionProblem));
+  return result.options;
 }
 
 function isPolicy(value: unknown): value is Policy {
@@ -384,79 +568,11 @@ function isPolicy(value: unknown): value is Policy {
   );
 }
 
-function unknownKeys(
-  obj: Record<string, unknown>,
-  known: Set<string>,
-  prefix: string,
-  problems: string[],
-): void {
-  for (const key of Object.keys(obj)) {
-    if (known.has(key) || obj[key] === undefined) continue;
-    const hint = closest(key, [...known]);
-    problems.push(`${prefix}${key}: unknown option${hint ? ` (did you mean "${hint}"?)` : ''}`);
-  }
-}
-
-/** The known name within edit distance 2, if any. */
-function closest(word: string, candidates: string[]): string | undefined {
-  let best: { name: string; d: number } | undefined;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d <= 2 && (!best || d < best.d)) best = { name: c, d };
-  }
-  return best?.name;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
-}
-
-function checkBindHost(host: unknown, where: string, problems: string[]): void {
-  if (typeof host !== 'string' || (host !== 'localhost' && net.isIP(host) === 0)) {
-    problems.push(
-      `${where}: expected an IP address to bind (e.g. 127.0.0.1, 0.0.0.0, ::), got ${JSON.stringify(host)}`,
-    );
-  }
-}
-
-function checkPort(port: unknown, where: string, problems: string[], zeroOk: boolean): void {
-  const min = zeroOk ? 0 : 1;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < min || port > 65535) {
-    problems.push(`${where}: expected a port ${min}-65535, got ${JSON.stringify(port)}`);
-  }
-}
-
-function durationOf(value: unknown, where: string, problems: string[]): number | undefined {
-  const ms = parseDuration(value);
-  if (ms === undefined || ms <= 0) {
-    problems.push(
-      `${where}: expected a positive duration such as 250ms, 5s, 2m or a number of milliseconds, got ${JSON.stringify(value)}`,
-    );
-    return undefined;
-  }
-  return ms;
-}
-
-function countOf(value: unknown, where: string, problems: string[]): number | undefined {
-  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) {
-    problems.push(`${where}: expected a positive whole number, got ${JSON.stringify(value)}`);
-    return undefined;
-  }
-  return n;
-}
-
-/** `host:port`, `[v6]:port` or `:port` (bind to the default host). */
+/**
+ * Parses a listen address: `host:port`, `[v6]:port` or `:port` (bind to `defaultHost`).
+ *
+ * @returns The host and port, or a message saying what is wrong.
+ */
 export function parseListenAddress(
   text: string,
   defaultHost: string,
@@ -481,7 +597,11 @@ function parseSniListen(text: string): { host: string; port: number; upstreamPor
   return { ...listen, upstreamPort: Number(up) };
 }
 
-/** Flags and their config-file keys. Values: `list` repeatable, `value` single, `bool` no argument. */
+// ---------------------------------------------------------------------------------------------------
+// The command: flags and the --config file.
+// ---------------------------------------------------------------------------------------------------
+
+/** Flags and their option keys. Values: `list` repeatable, `value` single, `bool` no argument. */
 const FLAGS: Record<string, { kind: 'list' | 'value' | 'bool'; key: string }> = {
   '--policy': { kind: 'value', key: 'policy' },
   '--config': { kind: 'value', key: 'config' },
@@ -503,18 +623,36 @@ const FLAGS: Record<string, { kind: 'list' | 'value' | 'bool'; key: string }> = 
   '--watch-debounce': { kind: 'value', key: 'watchDebounce' },
 };
 
-/** Keys a config file may hold (the flags without `--`, in camelCase, limits and dns nested). */
-const FILE_KEYS = new Set([
-  'policy',
-  'explicit',
-  'transparent',
-  'sni',
-  'admin',
-  'limits',
-  'dns',
-  'watch',
-  'watchDebounce',
-]);
+const listenTexts = z.union([z.string(), z.array(z.string())], {
+  error: 'expected host:port or a list of them',
+});
+const fileMapping = (message: string) =>
+  z.record(z.string(), z.unknown(), { error: onTypeError(message) }).optional();
+
+/**
+ * The shape of a config file: the flags without `--`, in camelCase, with `limits` and `dns` nested. Only
+ * the shape is checked here; values (durations, counts, addresses) are checked with the options, and their
+ * problems point back at the file.
+ */
+const fileShape = {
+  policy: z.string({ error: 'expected a path' }).min(1, { error: 'expected a path' }).optional(),
+  explicit: listenTexts.optional(),
+  transparent: listenTexts.optional(),
+  sni: listenTexts.optional(),
+  admin: z
+    .union([z.string(), z.literal(false), z.null()], {
+      error: 'expected host:port, or false for no admin server',
+    })
+    .optional(),
+  limits: fileMapping('expected a mapping of limits'),
+  dns: fileMapping('expected a mapping of DNS settings'),
+  watch: booleanSchema.optional(),
+  watchDebounce: z.unknown().optional(),
+};
+const fileSchema = z.strictObject(fileShape, {
+  error: onTypeError('expected a mapping of settings at the top level'),
+});
+type FileSettings = z.output<typeof fileSchema>;
 
 /** The flags {@link parseEdgeArgs} understands, for the command's help text. */
 export const EDGE_USAGE = `egress-guard edge --policy egress.yaml [listeners] [options]
@@ -539,14 +677,156 @@ options:
   --no-watch                    do not reload when the policy file changes (SIGHUP still reloads)
   --watch-debounce DURATION     default 250ms`;
 
+/** Where a value came from: a flag, or a place in the config file (a path into it). */
+type Origin = { flag: true } | { file: PropertyKey[] };
+
 /**
  * Turns `egress-guard edge` flags (and the `--config` file they name) into validated {@link EdgeOptions}
  * with `signals: true` and the admin server on {@link EDGE_DEFAULTS.cliAdmin} unless `--no-admin`. Flags win
  * over the file; listener flags replace the file's listeners of the same kind. Paths in the file are
- * relative to the file. Throws {@link EdgeConfigError} listing every problem.
+ * relative to the file.
+ *
+ * @throws {@link EdgeConfigError} listing every problem at once: flag problems name the flag or option;
+ * problems in the file are `file:line:column path: message`, unknown keys with a "did you mean" hint.
  */
 export function parseEdgeArgs(argv: readonly string[]): EdgeOptions {
   const problems: string[] = [];
+  // Problems at a place in the config file, listed after the others in the file's order.
+  const placed: ConfigProblem[] = [];
+  const flags = readFlags(argv, problems);
+
+  let file: FileSettings = {};
+  let doc: ConfigDocument | undefined;
+  let fileDir = process.cwd();
+  const configPath = flags.config as string | undefined;
+  if (configPath !== undefined) {
+    doc = readConfig(configPath, problems, placed);
+    if (doc) {
+      const shape = fileSchema.safeParse(doc.data);
+      if (shape.success) file = shape.data;
+      else {
+        const known = Object.keys(fileShape);
+        placed.push(...problemsOf(shape.error, doc.data, () => known).map((p) => fileProblem(doc!, p)));
+        // Keep what has the right shape, so the flags and the rest of the file are still checked.
+        if (typeof doc.data === 'object' && doc.data !== null && !Array.isArray(doc.data)) {
+          for (const [key, schema] of Object.entries(fileShape)) {
+            const one = schema.safeParse((doc.data as Record<string, unknown>)[key]);
+            if (one.success && one.data !== undefined) (file as Record<string, unknown>)[key] = one.data;
+          }
+        }
+      }
+      fileDir = dirname(resolvePath(configPath));
+    }
+  }
+  const inFile = (path: PropertyKey[]): Origin => ({ file: path });
+
+  const policyFlag = flags.policy as string | undefined;
+  const policy = policyFlag ?? (file.policy === undefined ? undefined : resolvePath(fileDir, file.policy));
+  const policyOrigin: Origin = policyFlag !== undefined ? { flag: true } : inFile(['policy']);
+  // A policy key of the wrong shape in the file has been reported already.
+  if (policy === undefined && !(doc && hasKey(doc.data, 'policy'))) {
+    problems.push('--policy: required (the policy file the edge enforces)');
+  }
+
+  const listeners: ListenerOptions[] = [];
+  const listenerOrigins: Origin[] = [];
+  let listenerProblems = false;
+  for (const kind of KINDS) {
+    const fromFlags = flags[kind] as string[] | undefined;
+    const fromFile = file[kind];
+    const texts: Array<{ text: string; origin: Origin }> = fromFlags
+      ? fromFlags.map((text) => ({ text, origin: { flag: true } }))
+      : typeof fromFile === 'string'
+        ? [{ text: fromFile, origin: inFile([kind]) }]
+        : (fromFile ?? []).map((text, i) => ({ text, origin: inFile([kind, i]) }));
+    for (const { text, origin } of texts) {
+      const parsed =
+        kind === 'sni' ? parseSniListen(text) : parseListenAddress(text, EDGE_DEFAULTS.listenerHost);
+      if (typeof parsed !== 'string') {
+        listeners.push({ kind, ...parsed });
+        listenerOrigins.push(origin);
+        continue;
+      }
+      listenerProblems = true;
+      if ('flag' in origin) problems.push(`--${kind} ${text}: ${parsed}`);
+      else placed.push(fileProblem(doc!, { path: origin.file, message: parsed }));
+    }
+  }
+  if (listeners.length === 0 && !listenerProblems) {
+    problems.push('listeners: give at least one of --explicit, --transparent, --sni');
+  }
+
+  let admin: EdgeOptions['admin'];
+  if (!flags.noAdmin) {
+    const fromFlag = flags.admin as string | undefined;
+    const text = fromFlag ?? (file.admin === undefined ? EDGE_DEFAULTS.cliAdmin : file.admin);
+    if (typeof text === 'string') {
+      const parsed = parseListenAddress(text, EDGE_DEFAULTS.adminHost);
+      if (typeof parsed !== 'string') admin = parsed;
+      else if (fromFlag === undefined && file.admin !== undefined) {
+        placed.push(fileProblem(doc!, { path: ['admin'], message: parsed }));
+      } else problems.push(`--admin ${text}: ${parsed}`);
+    }
+  }
+
+  // Flags win key by key inside limits and dns.
+  const limits: Record<string, unknown> = { ...file.limits };
+  const dns: Record<string, unknown> = { ...file.dns };
+  for (const [key, value] of Object.entries(flags)) {
+    if (key.startsWith('limits.')) limits[key.slice('limits.'.length)] = value;
+    if (key.startsWith('dns.')) dns[key.slice('dns.'.length)] = value;
+  }
+
+  const options: EdgeOptions = {
+    policy: policy ?? '',
+    listeners,
+    admin,
+    limits: limits as EdgeLimitsInput,
+    dns: dns as EdgeDnsInput,
+    watch: flags.noWatch ? false : (file.watch ?? true),
+    signals: true,
+  };
+  const debounce = flags.watchDebounce ?? file.watchDebounce;
+  if (debounce !== undefined) options.watchDebounce = debounce as DurationInput;
+
+  const checked = validateEdgeOptions(options);
+  if (!checked.ok) {
+    for (const p of checked.problems) {
+      const [head, second] = p.path;
+      // Already reported in the flags' or the file's own terms.
+      if (head === 'policy' && policy === undefined) continue;
+      if (head === 'listeners' && p.path.length === 1 && listeners.length === 0) continue;
+      const origin: Origin | undefined =
+        head === 'policy'
+          ? policyOrigin
+          : head === 'listeners' && typeof second === 'number'
+            ? listenerOrigins[second]
+            : head === 'limits' || head === 'dns'
+              ? flags[`${head}.${String(second)}`] !== undefined
+                ? { flag: true }
+                : inFile(p.path)
+              : head === 'watchDebounce'
+                ? flags.watchDebounce !== undefined
+                  ? { flag: true }
+                  : inFile(['watchDebounce'])
+                : head === 'admin'
+                  ? flags.admin !== undefined
+                    ? { flag: true }
+                    : inFile(['admin'])
+                  : undefined;
+      if (origin && 'file' in origin && doc) placed.push(fileProblem(doc, p, origin.file));
+      else problems.push(formatOptionProblem(p));
+    }
+  }
+
+  placed.sort((a, b) => a.line - b.line || a.column - b.column);
+  problems.push(...placed.map((p) => formatProblem(p)));
+  if (problems.length > 0) throw new EdgeConfigError(problems, 'edge arguments');
+  return options;
+}
+
+/** Reads argv into flag values keyed by {@link FLAGS}' keys; unknown flags get a "did you mean". */
+function readFlags(argv: readonly string[], problems: string[]): Record<string, unknown> {
   const flags: Record<string, unknown> = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -554,7 +834,7 @@ export function parseEdgeArgs(argv: readonly string[]): EdgeOptions {
     const name = eq > 0 ? arg.slice(0, eq) : arg;
     const spec = FLAGS[name];
     if (!spec) {
-      const hint = closest(name, Object.keys(FLAGS));
+      const hint = didYouMean(name, Object.keys(FLAGS));
       problems.push(
         `${arg}: unknown ${arg.startsWith('-') ? 'flag' : 'argument'}${hint ? ` (did you mean ${hint}?)` : ''}`,
       );
@@ -575,112 +855,47 @@ export function parseEdgeArgs(argv: readonly string[]): EdgeOptions {
       }
       i++;
     }
-    if (spec.kind === 'list') flags[spec.key] = [...((flags[spec.key] as string[]) ?? []), value];
+    if (spec.kind === 'list') flags[spec.key] = [...((flags[spec.key] as string[] | undefined) ?? []), value];
     else if (flags[spec.key] !== undefined) problems.push(`${name}: given twice`);
     else flags[spec.key] = value;
   }
+  return flags;
+}
 
-  let file: Record<string, unknown> = {};
-  let fileDir = process.cwd();
-  const configPath = flags.config as string | undefined;
-  if (configPath !== undefined) {
-    try {
-      const text = readFileSync(configPath, 'utf8');
-      const parsed = parseConfigText(text, configPath);
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-        problems.push(`${configPath}: expected a mapping of settings at the top level`);
-      } else {
-        file = parsed as Record<string, unknown>;
-        fileDir = dirname(resolvePath(configPath));
-        unknownKeys(file, FILE_KEYS, `${configPath}: `, problems);
-      }
-    } catch (error) {
-      problems.push(
-        error instanceof EdgeConfigError
-          ? error.problems.join('; ')
-          : `${configPath}: cannot read the config file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-      );
-    }
-  }
-  const where = (key: string) => (flags[key] !== undefined ? `--${key}` : `${configPath ?? ''}: ${key}`);
-
-  const policyFlag = flags.policy as string | undefined;
-  const policyFile = typeof file.policy === 'string' ? resolvePath(fileDir, file.policy) : undefined;
-  if (file.policy !== undefined && typeof file.policy !== 'string')
-    problems.push(`${where('policy')}: expected a path`);
-  const policy = policyFlag ?? policyFile;
-  if (policy === undefined) problems.push('--policy: required (the policy file the edge enforces)');
-
-  const listeners: ListenerOptions[] = [];
-  for (const kind of KINDS) {
-    const fromFlags = flags[kind] as string[] | undefined;
-    const fromFile = file[kind];
-    let list: string[] = [];
-    if (fromFlags) list = fromFlags;
-    else if (fromFile !== undefined) {
-      if (typeof fromFile === 'string') list = [fromFile];
-      else if (Array.isArray(fromFile) && fromFile.every((x) => typeof x === 'string'))
-        list = fromFile as string[];
-      else problems.push(`${where(kind)}: expected host:port or a list of them`);
-    }
-    for (const text of list) {
-      const parsed =
-        kind === 'sni' ? parseSniListen(text) : parseListenAddress(text, EDGE_DEFAULTS.listenerHost);
-      if (typeof parsed === 'string') problems.push(`--${kind} ${text}: ${parsed}`);
-      else listeners.push({ kind, ...parsed });
-    }
-  }
-  if (listeners.length === 0 && !problems.some((p) => p.startsWith('--explicit') || p.startsWith('--sni'))) {
-    problems.push('listeners: give at least one of --explicit, --transparent, --sni');
-  }
-
-  let admin: EdgeOptions['admin'];
-  if (!flags.noAdmin) {
-    const text = (flags.admin as string | undefined) ?? file.admin ?? EDGE_DEFAULTS.cliAdmin;
-    if (text === false || text === null) admin = undefined;
-    else if (typeof text !== 'string') problems.push(`${where('admin')}: expected host:port`);
-    else {
-      const parsed = parseListenAddress(text, EDGE_DEFAULTS.adminHost);
-      if (typeof parsed === 'string') problems.push(`--admin ${text}: ${parsed}`);
-      else admin = parsed;
-    }
-  }
-
-  const limits: Record<string, unknown> = {};
-  if (file.limits !== undefined) {
-    if (typeof file.limits !== 'object' || file.limits === null)
-      problems.push(`${configPath}: limits: expected a mapping`);
-    else Object.assign(limits, file.limits);
-  }
-  const dns: Record<string, unknown> = {};
-  if (file.dns !== undefined) {
-    if (typeof file.dns !== 'object' || file.dns === null)
-      problems.push(`${configPath}: dns: expected a mapping`);
-    else Object.assign(dns, file.dns);
-  }
-  for (const [key, value] of Object.entries(flags)) {
-    if (key.startsWith('limits.')) limits[key.slice(7)] = value;
-    if (key.startsWith('dns.')) dns[key.slice(4)] = value;
-  }
-
-  const options: EdgeOptions = {
-    policy: policy ?? '',
-    listeners,
-    admin,
-    limits: limits as EdgeLimitsInput,
-    dns: dns as EdgeDnsInput,
-    watch: flags.noWatch ? false : typeof file.watch === 'boolean' ? file.watch : true,
-    signals: true,
-  };
-  const debounce = flags.watchDebounce ?? file.watchDebounce;
-  if (debounce !== undefined) options.watchDebounce = debounce as DurationInput;
-
-  if (problems.length > 0) throw new EdgeConfigError(problems, 'edge arguments');
+/** Reads and parses the config file; on failure, records why and returns undefined. */
+function readConfig(path: string, problems: string[], placed: ConfigProblem[]): ConfigDocument | undefined {
+  let text: string;
   try {
-    resolveEdgeOptions(options);
+    text = readFileSync(path, 'utf8');
   } catch (error) {
-    if (error instanceof EdgeConfigError) throw new EdgeConfigError(error.problems, 'edge arguments');
-    throw error;
+    problems.push(
+      `${path}: cannot read the config file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
+    return undefined;
   }
-  return options;
+  try {
+    return readConfigDocument(text, path);
+  } catch (error) {
+    if (!(error instanceof ConfigFileError)) throw error;
+    placed.push(...error.problems);
+    return undefined;
+  }
+}
+
+/** A problem at a place in the config file (`where`, a path into it; default the problem's own path). */
+function fileProblem(
+  doc: ConfigDocument,
+  p: Pick<OptionProblem, 'message' | 'unknownKey'> & { path: readonly PropertyKey[] },
+  where: readonly PropertyKey[] = p.path,
+): ConfigProblem {
+  return {
+    file: doc.file,
+    path: formatPath(p.path),
+    message: p.message,
+    ...doc.positionOf(where, p.unknownKey === true),
+  };
+}
+
+function hasKey(data: unknown, key: string): boolean {
+  return typeof data === 'object' && data !== null && Object.hasOwn(data, key);
 }

@@ -6,6 +6,7 @@
 export * from './address/index.js';
 export { canonicalJson } from './canonical-json.js';
 export { DEFAULT_BREAKER, DEFAULT_TIMEOUTS, DEFAULT_TLS } from './compiled-rule.js';
+export { didYouMean } from './did-you-mean.js';
 export { formatDuration, parseDuration } from './duration.js';
 export * from './errors.js';
 export { EVENT_AUDIT_FILE_ENV } from './event-audit-file.js';
@@ -45,4 +46,5 @@ export {
 export { diffPolicies } from './policy-diff.js';
 export { REASON_CODES, REASON_DESCRIPTIONS, type ReasonCode } from './reason-codes.js';
 export type { PolicyDocument } from './schema.js';
+export { positionOf, type SourcePosition } from './source-positions.js';
 export * from './types.js';
