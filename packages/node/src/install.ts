@@ -6,6 +6,7 @@ import { patchDns } from './patches/dns.js';
 import { patchFetch } from './patches/fetch.js';
 import { patchHttp } from './patches/http.js';
 import { patchHttp2 } from './patches/http2.js';
+import { patchProcessBinding } from './patches/process-binding.js';
 import { patchSocketConnect } from './patches/socket-connect.js';
 import { patchTlsConnect } from './patches/tls-connect.js';
 import { patchUndiciModules } from './patches/undici-module.js';
@@ -30,7 +31,7 @@ export function install(options: InstallOptions = {}): EgressGuard {
   const hooks = options.hooks ?? {};
   const restore: Array<() => void> = [];
   installed = { guard, restore };
-  restore.push(patchSocketConnect(current), patchTlsConnect(current));
+  restore.push(patchSocketConnect(current), patchTlsConnect(current), patchProcessBinding());
   if (hooks.dns !== false) restore.push(patchDns(current));
   if (hooks.fetch !== false) restore.push(patchFetch(guard));
   if (hooks.undici !== false) restore.push(patchUndiciModules(current, undiciSearchPaths()));

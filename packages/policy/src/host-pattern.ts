@@ -1,5 +1,6 @@
 import { Minimatch } from 'minimatch';
 import { parse as parseDomain } from 'tldts';
+import { endsInNumber, parseIpLiteral } from './address/index.js';
 import { normaliseHostName } from './host-name.js';
 
 /** Tests one string: a compiled glob. */
@@ -32,6 +33,18 @@ export function compileHostPattern(text: string): HostPatternResult {
   const first = firstDot === -1 ? trimmed : trimmed.slice(0, firstDot);
   const rest = firstDot === -1 ? '' : trimmed.slice(firstDot + 1);
 
+  const bare = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
+  if (parseIpLiteral(bare) || endsInNumber(bare) || bare.includes(':')) {
+    // IP literals are matched by addresses rules only (policy.md): such a host entry could never match.
+    const ip = parseIpLiteral(bare);
+    return {
+      ok: false,
+      message: `"${text}" is an IP address, and hosts match names only`,
+      hint: ip
+        ? `list it under addresses: [${ip.canonical}/${ip.family === 4 ? 32 : 128}]`
+        : 'list addresses under addresses, as CIDRs',
+    };
+  }
   if (!GLOB_CHARS.test(trimmed)) {
     const name = normaliseHostName(trimmed);
     if (name === undefined) return { ok: false, message: `"${text}" is not a valid DNS name` };

@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { urlToHttpOptions } from 'node:url';
 import { type Decision, EgressCircuitOpenError, type Scheme } from '@egress-guard/policy';
 import type { BreakerAdmission } from '../breakers.js';
-import { type ConnectionContext, contextOf } from '../connection-context.js';
+import { attachContext, type ConnectionContext, contextOf } from '../connection-context.js';
 import type { EgressGuard } from '../egress-guard.js';
 import { guardedLookup } from '../guarded-lookup.js';
 import { timeoutError } from '../timeouts.js';
@@ -104,7 +104,13 @@ function guardRequest(current: () => EgressGuard | undefined, mod: Module, origi
         durationMs: performance.now() - started,
         'error.type': decision.reason,
       });
-      return failedRequest(original, this, plan, guard.errorFor(decision));
+      return failedRequest(
+        original,
+        this,
+        plan,
+        guard.errorFor(decision),
+        connectionContext(guard, decided, hook),
+      );
     }
     const { target, connection } = decided;
     guard.noteRequest(target.scheme, target.host, target.port);
@@ -120,6 +126,7 @@ function guardRequest(current: () => EgressGuard | undefined, mod: Module, origi
         this,
         plan,
         circuitOpenError(decision, target.secure, target.host, target.port),
+        connectionContext(guard, decided, hook),
       );
     }
 
@@ -376,26 +383,49 @@ function decideTunnel(guard: EgressGuard, hook: string, r: RequestShape): Decide
   const { secure, host, port, rawPath } = r;
   const proxy = decideProxy(guard, hook, secure, host, port);
   const connection = { scheme: proxy.decision.scheme, host, port, decision: proxy.decision };
-  const authority = parseAuthority(rawPath);
   if (!proxy.decision.allowed) {
-    const target = authority ?? { host, port };
+    const target = parseAuthority(rawPath) ?? { host, port };
     return { ...proxy, target: { scheme: 'tcp', ...target, secure: false }, connection };
   }
-  if (!authority) {
-    const decision = guard.invalidDecision(`CONNECT ${rawPath.slice(0, 200)}`);
-    const { id } = guard.record(decision, { scheme: 'tcp', host, port }, `${hook}.tunnel`);
-    return { decision, id, target: { scheme: 'tcp', host, port, secure: false }, connection };
+  const tunnel = decideTunnelTarget(guard, hook, rawPath);
+  const target = tunnel.target ?? { scheme: 'tcp' as const, host, port, secure: false };
+  // A tunnel to a destination a hook just allowed carries that request: the proxy's decision stands for it.
+  if (!tunnel.checked) return { ...proxy, target, connection };
+  return { ...tunnel.checked, target, connection };
+}
+
+/**
+ * The target of a tunnel (`CONNECT host:port`, in HTTP/1 or as an HTTP/2 CONNECT stream's `:authority`):
+ * allowed when a hook just allowed a request to that host and port (the tunnel carries that request, which
+ * was decided and logged already: `checked` is then undefined), or when a rule allows it as a raw `tcp` (or
+ * `tls`) destination (`checked` holds that decision, and its event is written). Anything else is denied,
+ * so that a tunnel cannot be opened by hand through an allowed proxy to a destination no rule lists.
+ */
+export function decideTunnelTarget(
+  guard: EgressGuard,
+  hook: string,
+  authority: string,
+): { checked: { decision: Decision; id: string } | undefined; target: Decided['target'] | undefined } {
+  const parsed = parseAuthority(authority);
+  if (!parsed) {
+    const decision = guard.invalidDecision(`CONNECT ${authority.slice(0, 200)}`);
+    const checked = guard.record(
+      decision,
+      { scheme: 'tcp', host: decision.host, port: decision.port },
+      `${hook}.tunnel`,
+    );
+    return { checked, target: undefined };
   }
-  const recent = guard.recentRequest(authority.host, authority.port);
-  if (recent) return { ...proxy, target: { scheme: recent, ...authority, secure: false }, connection };
-  const tcp = { scheme: 'tcp' as const, host: authority.host, port: authority.port };
+  const recent = guard.recentRequest(parsed.host, parsed.port);
+  if (recent) return { checked: undefined, target: { scheme: recent, ...parsed, secure: false } };
+  const tcp = { scheme: 'tcp' as const, host: parsed.host, port: parsed.port };
   let raw = guard.decide(tcp);
   if (!raw.allowed && raw.reason === 'scheme_not_allowed') {
     const tls = guard.decide({ ...tcp, scheme: 'tls' });
     if (tls.allowed) raw = tls;
   }
   const checked = guard.record(raw, { ...tcp, scheme: raw.scheme }, `${hook}.tunnel`);
-  return { ...checked, target: { scheme: raw.scheme, ...authority, secure: false }, connection };
+  return { checked, target: { scheme: raw.scheme, ...parsed, secure: false } };
 }
 
 /** A forward proxy, decided as a transport: `http` (`https` for a TLS proxy), or a raw `tcp`/`tls` rule. */
@@ -449,10 +479,19 @@ function plainProtocol(agent: http.Agent): string | undefined {
 
 /**
  * A real ClientRequest that fails with `error` and never opens a socket: no agent, and a
- * `createConnection` that hands back an unconnected socket; the request is destroyed before Node attaches
- * it, so Node destroys that socket with the error and emits 'error' then 'close' on the request.
+ * `createConnection` that hands back a socket whose look-up fails with the error (see refusedSocket). The
+ * request then fails the way Node fails one whose connection could not be made: the caller gets it alive,
+ * can attach listeners and write or pipe its body (buffered, as while connecting), and on a later tick
+ * it emits 'error' (the guard's) then 'close'. Destroying it at once instead makes a body written or piped
+ * into it fail first with ERR_STREAM_DESTROYED (node-fetch on Node 24+ then reports that, not the denial).
  */
-function failedRequest(original: RequestFn, self: unknown, plan: Plan, error: Error): http.ClientRequest {
+function failedRequest(
+  original: RequestFn,
+  self: unknown,
+  plan: Plan,
+  error: Error,
+  context: ConnectionContext,
+): http.ClientRequest {
   const options: Options = {
     ...plan.options,
     agent: undefined,
@@ -460,12 +499,30 @@ function failedRequest(original: RequestFn, self: unknown, plan: Plan, error: Er
     // agent the caller gave (an agent-base agent answers it from the call stack).
     _defaultAgent: plan.secure ? https.globalAgent : http.globalAgent,
     protocol: plan.secure ? 'https:' : 'http:',
-    createConnection: () => new net.Socket(),
+    createConnection: () => refusedSocket(context, error),
     lookup: undefined,
   };
-  const req = original.call(self, options, plan.callback);
-  req.destroy(error);
-  return req;
+  return original.call(self, options, plan.callback);
+}
+
+const REFUSED_HOST = 'egress-guard-denied.invalid';
+
+/**
+ * A socket that is "connecting" (so what is written to it waits) and then fails with `error` in its
+ * look-up, on the next tick, before any connect syscall. Its look-up carries the (denied) context of this
+ * very connection, so the socket layer passes it through to fail rather than deciding it again.
+ */
+function refusedSocket(context: ConnectionContext, error: Error): net.Socket {
+  const port = context.port;
+  const lookup = attachContext(
+    ((_host: string, _options: unknown, callback: (e: Error) => void) => {
+      process.nextTick(() => callback(error));
+    }) as unknown as net.LookupFunction,
+    { ...context, host: REFUSED_HOST, port },
+  );
+  const socket = new net.Socket();
+  socket.connect({ host: REFUSED_HOST, port, lookup, autoSelectFamily: false } as net.TcpNetConnectOpts);
+  return socket;
 }
 
 interface Tracked {
@@ -573,6 +630,8 @@ function track(guard: EgressGuard, req: http.ClientRequest, tracked: Tracked): v
     response.once('end', () => finish());
   };
 
+  if (secure) translateCallbackErrors(guard, req, decision);
+
   const emit = req.emit;
   req.emit = function emit_(this: http.ClientRequest, event: string | symbol, ...args: unknown[]): boolean {
     switch (event) {
@@ -605,6 +664,29 @@ function track(guard: EgressGuard, req: http.ClientRequest, tracked: Tracked): v
       ...args,
     );
   } as typeof req.emit;
+}
+
+/**
+ * A handshake refused on the version also reaches the callbacks of `write()` and `end()` (Node hands them
+ * the socket's write error, before the request's 'error' event): clients that fail on those (got, on
+ * Node 24 and later) must get the guard's EgressTlsError there too, not OpenSSL's EPROTO.
+ */
+function translateCallbackErrors(guard: EgressGuard, req: http.ClientRequest, decision: Decision): void {
+  for (const name of ['write', 'end'] as const) {
+    const method = req[name] as (...args: unknown[]) => unknown;
+    (req as unknown as Record<string, unknown>)[name] = function (
+      this: http.ClientRequest,
+      ...args: unknown[]
+    ) {
+      const at = args.findIndex((a) => typeof a === 'function');
+      if (at !== -1) {
+        const callback = args[at] as (error?: Error | null) => void;
+        args[at] = (error?: Error | null) =>
+          callback(error ? translateTlsError(guard, decision, error) : error);
+      }
+      return method.apply(this, args);
+    };
+  }
 }
 
 // OpenSSL's words for a handshake that failed because no version both sides accept was left.

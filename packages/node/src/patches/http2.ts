@@ -7,7 +7,16 @@ import { attachContext, type ConnectionContext } from '../connection-context.js'
 import type { EgressGuard } from '../egress-guard.js';
 import { guardedLookup } from '../guarded-lookup.js';
 import { timeoutError } from '../timeouts.js';
-import { bare, circuitOpenError, errorType, hostForUrl, outcomeOf, raiseFloor, stripQuery } from './http.js';
+import {
+  bare,
+  circuitOpenError,
+  decideTunnelTarget,
+  errorType,
+  hostForUrl,
+  outcomeOf,
+  raiseFloor,
+  stripQuery,
+} from './http.js';
 
 type Connect = typeof http2.connect;
 type Request = http2.ClientHttp2Session['request'];
@@ -197,6 +206,23 @@ function trackSession(guard: EgressGuard, session: http2.ClientHttp2Session, inf
         'error.type': d.reason,
       });
       return new RefusedHttp2Stream(this, h, guard.errorFor(d)) as unknown as http2.ClientHttp2Stream;
+    }
+    if (method === 'CONNECT' && !extended) {
+      // The session's host is a proxy here: the tunnel's target must be allowed too (a destination a hook
+      // just allowed, or a raw tcp/tls one), or an allowed proxy would carry a stream to anywhere.
+      const tunnel = decideTunnelTarget(guard, HOOK, rawPath);
+      if (tunnel.checked && !tunnel.checked.decision.allowed) {
+        guard.complete(streamId, HOOK, tunnel.checked.decision, {
+          outcome: 'denied',
+          durationMs: performance.now() - startedStream,
+          'error.type': tunnel.checked.decision.reason,
+        });
+        return new RefusedHttp2Stream(
+          this,
+          h,
+          guard.errorFor(tunnel.checked.decision),
+        ) as unknown as http2.ClientHttp2Stream;
+      }
     }
     const admission = guard.admit(
       d,

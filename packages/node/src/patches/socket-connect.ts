@@ -22,7 +22,10 @@ export function patchSocketConnect(current: () => EgressGuard | undefined): () =
     if (!guard) return (original as (...a: unknown[]) => net.Socket).apply(this, args);
     const target = readTarget(args);
     // IPC (unix sockets, named pipes) is not egress.
-    if (target.path !== undefined) return (original as (...a: unknown[]) => net.Socket).apply(this, args);
+    // Node connects over TCP unless `path` is a non-empty string (agents pass `path: null` through).
+    if (typeof target.path === 'string' && target.path !== '') {
+      return (original as (...a: unknown[]) => net.Socket).apply(this, args);
+    }
 
     const host = target.host ?? 'localhost';
     const port = Number(target.port);
@@ -87,7 +90,7 @@ function sameTarget(context: ConnectionContext, host: string, port: number): boo
 }
 
 interface Target {
-  path?: string | undefined;
+  path?: string | null | undefined;
   host?: string | undefined;
   port?: unknown;
   lookup?: unknown;

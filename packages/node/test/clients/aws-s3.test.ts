@@ -60,7 +60,13 @@ function installGuard(paths: string[] = ['/', '/reports/**']) {
   sink = eventSink();
   install({
     policy: policyOf({
-      allow: [loopbackRule('object-storage', ['s3.example.test'], { schemes: ['https'], methods: ['GET', 'PUT'], paths })],
+      allow: [
+        loopbackRule('object-storage', ['s3.example.test'], {
+          schemes: ['https'],
+          methods: ['GET', 'PUT'],
+          paths,
+        }),
+      ],
     }),
     lookup: lookupVia(dns),
     ca: pki.caCertPem,
@@ -127,7 +133,9 @@ describe('AWS SDK v3 S3 client: allowed', () => {
       ['GET', '/reports/q1.csv'],
       ['PUT', '/reports/q2.csv'],
     ]);
-    expect(sink.decisions().map((e) => [e['http.request.method'], e['url.path'], e['egress.decision']])).toEqual([
+    expect(
+      sink.decisions().map((e) => [e['http.request.method'], e['url.path'], e['egress.decision']]),
+    ).toEqual([
       ['GET', '/reports/q1.csv', 'allowed'],
       ['PUT', '/reports/q2.csv', 'allowed'],
     ]);
@@ -137,8 +145,14 @@ describe('AWS SDK v3 S3 client: allowed', () => {
 describe('AWS SDK v3 S3 client: denied, and the server sees nothing', () => {
   it('an endpoint no rule lists: the SDK rejects with the EgressError; zero connections', async () => {
     installGuard();
-    const error = await failureOf(s3Client('evil-s3.example.test', evil.port).send(new ListBucketsCommand({})));
-    expectEgress(error, { code: 'EGRESS_ERR_DENIED', reason: 'host_not_allowed', host: 'evil-s3.example.test' });
+    const error = await failureOf(
+      s3Client('evil-s3.example.test', evil.port).send(new ListBucketsCommand({})),
+    );
+    expectEgress(error, {
+      code: 'EGRESS_ERR_DENIED',
+      reason: 'host_not_allowed',
+      host: 'evil-s3.example.test',
+    });
     expect(evil.connections).toBe(0);
   });
 
@@ -153,7 +167,9 @@ describe('AWS SDK v3 S3 client: denied, and the server sees nothing', () => {
 
   it("with the SDK's retries on (3 attempts): a denial is never retried into a connection", async () => {
     installGuard();
-    const error = await failureOf(s3Client('evil-s3.example.test', evil.port, 3).send(new ListBucketsCommand({})));
+    const error = await failureOf(
+      s3Client('evil-s3.example.test', evil.port, 3).send(new ListBucketsCommand({})),
+    );
     expectEgress(error, { reason: 'host_not_allowed' });
     expect(evil.connections).toBe(0);
     expect(sink.decisions().every((e) => e['egress.decision'] === 'denied')).toBe(true);

@@ -71,8 +71,10 @@ beforeAll(async () => {
           res.end(JSON.stringify({ method: req.method, body: JSON.parse(body || 'null') }));
         },
         '/v1/hop': redirect('/v1/landed'),
-        '/v1/to-evil': (req, res, body) => redirect(`https://evil.example.test:${evil.port}/v1/stolen`)(req, res, body),
-        '/v1/to-http': (req, res, body) => redirect(`http://api.example.test:${plain.port}/v1/plain`)(req, res, body),
+        '/v1/to-evil': (req, res, body) =>
+          redirect(`https://evil.example.test:${evil.port}/v1/stolen`)(req, res, body),
+        '/v1/to-http': (req, res, body) =>
+          redirect(`http://api.example.test:${plain.port}/v1/plain`)(req, res, body),
       },
       okHandler,
     ),

@@ -67,8 +67,10 @@ beforeAll(async () => {
     handler: routes(
       {
         '/v1/hop': redirect('/v1/landed'),
-        '/v1/to-evil': (req, res, body) => redirect(`https://evil.example.test:${evil.port}/v1/stolen`)(req, res, body),
-        '/v1/to-http': (req, res, body) => redirect(`http://api.example.test:${plain.port}/v1/plain`)(req, res, body),
+        '/v1/to-evil': (req, res, body) =>
+          redirect(`https://evil.example.test:${evil.port}/v1/stolen`)(req, res, body),
+        '/v1/to-http': (req, res, body) =>
+          redirect(`http://api.example.test:${plain.port}/v1/plain`)(req, res, body),
         '/v1/flaky': (_req, res) => {
           flaky++;
           res.writeHead(flaky === 1 ? 503 : 200, { 'content-type': 'application/json' });
@@ -103,7 +105,11 @@ describe('got: allowed calls work unchanged', () => {
     expect(body).toEqual({ ok: true, path: '/v1/items' });
     expect(api.connections).toBe(1);
     expect(sink.decisions()).toHaveLength(1);
-    expect(sink.decisions()[0]).toMatchObject({ 'egress.hook': 'https', 'egress.decision': 'allowed', 'egress.rule': 'api' });
+    expect(sink.decisions()[0]).toMatchObject({
+      'egress.hook': 'https',
+      'egress.decision': 'allowed',
+      'egress.rule': 'api',
+    });
   });
 
   it('POST with a JSON body', async () => {
@@ -157,7 +163,9 @@ describe('got: denied calls never reach a server', () => {
 describe('got retries: a denial is never retried into a connection', () => {
   it("with got's default retry policy (GET retried twice): a denial is not retried at all", async () => {
     installGuard();
-    const error = await failureOf(got.get(`https://evil.example.test:${evil.port}/v1/x`, { retry: { limit: 2, ...noDelay } }));
+    const error = await failureOf(
+      got.get(`https://evil.example.test:${evil.port}/v1/x`, { retry: { limit: 2, ...noDelay } }),
+    );
     expectEgress(error, { reason: 'host_not_allowed' });
     expect(sink.decisions()).toHaveLength(1);
     expect(evil.connections).toBe(0);
@@ -171,7 +179,12 @@ describe('got retries: a denial is never retried into a connection', () => {
       }),
     );
     expectEgress(error, { reason: 'host_not_allowed' });
-    expect(sink.decisions().map((e) => e['egress.decision'])).toEqual(['denied', 'denied', 'denied', 'denied']);
+    expect(sink.decisions().map((e) => e['egress.decision'])).toEqual([
+      'denied',
+      'denied',
+      'denied',
+      'denied',
+    ]);
     expect(evil.connections).toBe(0);
   });
 

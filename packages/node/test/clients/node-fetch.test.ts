@@ -46,7 +46,13 @@ function installGuard() {
   sink = eventSink();
   install({
     policy: policyOf({
-      allow: [loopbackRule('api', ['api.example.test'], { schemes: ['https'], methods: ['GET', 'POST'], paths: ['/v1/**'] })],
+      allow: [
+        loopbackRule('api', ['api.example.test'], {
+          schemes: ['https'],
+          methods: ['GET', 'POST'],
+          paths: ['/v1/**'],
+        }),
+      ],
     }),
     lookup: lookupVia(dns),
     ca: pki.caCertPem,
@@ -70,8 +76,10 @@ beforeAll(async () => {
     handler: routes(
       {
         '/v1/hop': redirect('/v1/landed'),
-        '/v1/to-evil': (req, res, body) => redirect(`https://evil.example.test:${evil.port}/v1/stolen`)(req, res, body),
-        '/v1/to-http': (req, res, body) => redirect(`http://api.example.test:${plain.port}/v1/plain`)(req, res, body),
+        '/v1/to-evil': (req, res, body) =>
+          redirect(`https://evil.example.test:${evil.port}/v1/stolen`)(req, res, body),
+        '/v1/to-http': (req, res, body) =>
+          redirect(`http://api.example.test:${plain.port}/v1/plain`)(req, res, body),
       },
       okHandler,
     ),
@@ -102,7 +110,11 @@ describe('node-fetch v3: allowed calls work unchanged', () => {
     expect(await res.json()).toEqual({ ok: true, path: '/v1/items' });
     expect(api.connections).toBe(1);
     expect(sink.decisions()).toEqual([
-      expect.objectContaining({ 'egress.hook': 'https', 'egress.decision': 'allowed', 'http.request.method': 'GET' }),
+      expect.objectContaining({
+        'egress.hook': 'https',
+        'egress.decision': 'allowed',
+        'http.request.method': 'GET',
+      }),
     ]);
   });
 
@@ -127,7 +139,10 @@ describe('node-fetch v3: denied calls never reach a server', () => {
     const error = await failureOf(fetch(`https://evil.example.test:${evil.port}/v1/x`, { agent }));
     expectGuardFailure(error, 'EGRESS_ERR_DENIED', 'host_not_allowed');
     expect(evil.connections).toBe(0);
-    expect(sink.decisions()[0]).toMatchObject({ 'egress.decision': 'denied', 'egress.reason': 'host_not_allowed' });
+    expect(sink.decisions()[0]).toMatchObject({
+      'egress.decision': 'denied',
+      'egress.reason': 'host_not_allowed',
+    });
   });
 
   it('a method the rule does not list: method_not_allowed, zero connections', async () => {

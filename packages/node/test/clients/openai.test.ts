@@ -38,7 +38,13 @@ const COMPLETION = {
   object: 'chat.completion',
   created: 1_700_000_000,
   model: 'gpt-test',
-  choices: [{ index: 0, message: { role: 'assistant', content: 'hello from the test server' }, finish_reason: 'stop' }],
+  choices: [
+    {
+      index: 0,
+      message: { role: 'assistant', content: 'hello from the test server' },
+      finish_reason: 'stop',
+    },
+  ],
   usage: { prompt_tokens: 1, completion_tokens: 5, total_tokens: 6 },
 };
 
@@ -53,7 +59,13 @@ function installGuard() {
   sink = eventSink();
   install({
     policy: policyOf({
-      allow: [loopbackRule('llm', ['llm.example.test'], { schemes: ['https'], methods: ['POST'], paths: ['/v1/chat/**'] })],
+      allow: [
+        loopbackRule('llm', ['llm.example.test'], {
+          schemes: ['https'],
+          methods: ['POST'],
+          paths: ['/v1/chat/**'],
+        }),
+      ],
     }),
     lookup: lookupVia(dns),
     ca: pki.caCertPem,
@@ -108,7 +120,11 @@ describe('OpenAI SDK (global fetch): denied, and the server sees nothing', () =>
     installGuard();
     const error = await failureOf(ask(client('evil-llm.example.test', evil.port)));
     expect(error).toBeInstanceOf(APIConnectionError);
-    expectEgress(error, { code: 'EGRESS_ERR_DENIED', reason: 'host_not_allowed', host: 'evil-llm.example.test' });
+    expectEgress(error, {
+      code: 'EGRESS_ERR_DENIED',
+      reason: 'host_not_allowed',
+      host: 'evil-llm.example.test',
+    });
     expect(evil.connections).toBe(0);
   });
 

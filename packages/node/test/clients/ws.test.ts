@@ -11,8 +11,8 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { install, uninstall } from '../../src/index.js';
 import {
   createTestPki,
-  errorEvent,
   type EventSink,
+  errorEvent,
   eventSink,
   expectEgress,
   failureOf,
@@ -64,7 +64,9 @@ function attachWebSockets(server: RecordingServer): WebSocketServer {
   endpoint.on('connection', (socket) => socket.on('message', (data) => socket.send(`echo:${String(data)}`)));
   server.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (req.url === '/v1/to-evil') {
-      socket.end(`HTTP/1.1 302 Found\r\nLocation: wss://evil.example.test:${evil.port}/v1/socket\r\nContent-Length: 0\r\n\r\n`);
+      socket.end(
+        `HTTP/1.1 302 Found\r\nLocation: wss://evil.example.test:${evil.port}/v1/socket\r\nContent-Length: 0\r\n\r\n`,
+      );
       return;
     }
     endpoint.handleUpgrade(req, socket, head, (ws) => endpoint.emit('connection', ws, req));

@@ -15,10 +15,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { install, uninstall } from '../../src/index.js';
 import {
   createTestPki,
+  EPHEMERAL,
   type EventSink,
   errorEvent,
   eventSink,
-  EPHEMERAL,
   expectEgress,
   failureOf,
   lookupVia,
@@ -78,10 +78,10 @@ beforeAll(async () => {
     res.writeHead(200, { connection: 'close', 'content-type': 'text/plain' });
     res.end('ok');
   };
-  web = await samePort((host) => startHttpsServer({ pki, host, names: [NAME], handler: closing }), [
-    '127.0.0.2',
-    '127.0.0.1',
-  ]);
+  web = await samePort(
+    (host) => startHttpsServer({ pki, host, names: [NAME], handler: closing }),
+    ['127.0.0.2', '127.0.0.1'],
+  );
   tcp = await samePort((host) => startTcpServer({ host }), ['127.0.0.2', '127.0.0.1']);
 });
 

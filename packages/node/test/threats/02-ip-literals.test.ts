@@ -17,8 +17,8 @@ import {
   countingLookup,
   createTestPki,
   EPHEMERAL,
-  errorEvent,
   type EventSink,
+  errorEvent,
   eventSink,
   expectEgress,
   failureOf,
@@ -59,7 +59,12 @@ function installGuard(extra: Array<Record<string, unknown>> = []) {
   });
 }
 
-const addressRule = { name: 'loopback-literal', addresses: ['127.0.0.1/32', '::1/128'], schemes: ['https', 'tcp', 'tls'], ports: EPHEMERAL };
+const addressRule = {
+  name: 'loopback-literal',
+  addresses: ['127.0.0.1/32', '::1/128'],
+  schemes: ['https', 'tcp', 'tls'],
+  ports: EPHEMERAL,
+};
 
 function httpsGet(target: string | https.RequestOptions): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -130,11 +135,15 @@ describe('threat 2: IP-literal URLs never reach a lookup hook', () => {
 
   it('https.request with a URL string and with { host } options: address_not_allowed', async () => {
     installGuard();
-    expectEgress(await failureOf(httpsGet(`https://127.0.0.1:${web.port}/`)), { reason: 'address_not_allowed' });
+    expectEgress(await failureOf(httpsGet(`https://127.0.0.1:${web.port}/`)), {
+      reason: 'address_not_allowed',
+    });
     expectEgress(await failureOf(httpsGet({ host: '127.0.0.1', port: web.port, path: '/' })), {
       reason: 'address_not_allowed',
     });
-    expectEgress(await failureOf(httpsGet({ hostname: '::1', port: web6.port })), { reason: 'address_not_allowed' });
+    expectEgress(await failureOf(httpsGet({ hostname: '::1', port: web6.port })), {
+      reason: 'address_not_allowed',
+    });
     await expectUntouched(web);
     await expectUntouched(web6);
   });
@@ -143,8 +152,12 @@ describe('threat 2: IP-literal URLs never reach a lookup hook', () => {
     installGuard();
     const target = `https://127.0.0.1:${web.port}/`;
     expectEgress(await failureOf(undiciRequest(target)), { reason: 'address_not_allowed' });
-    expectEgress(await failureOf(axios.get(target, { adapter: 'http', proxy: false })), { reason: 'address_not_allowed' });
-    expectEgress(await failureOf(got.get(target, { retry: { limit: 0 } })), { reason: 'address_not_allowed' });
+    expectEgress(await failureOf(axios.get(target, { adapter: 'http', proxy: false })), {
+      reason: 'address_not_allowed',
+    });
+    expectEgress(await failureOf(got.get(target, { retry: { limit: 0 } })), {
+      reason: 'address_not_allowed',
+    });
     await expectUntouched(web);
   });
 
@@ -153,9 +166,14 @@ describe('threat 2: IP-literal URLs never reach a lookup hook', () => {
     expectEgress(await errorEvent(net.connect({ host: '127.0.0.1', port: tcp.port }), 'connect'), {
       reason: 'address_not_allowed',
     });
-    expectEgress(await errorEvent(net.connect(tcp.port, '127.0.0.1'), 'connect'), { reason: 'address_not_allowed' });
+    expectEgress(await errorEvent(net.connect(tcp.port, '127.0.0.1'), 'connect'), {
+      reason: 'address_not_allowed',
+    });
     expectEgress(
-      await errorEvent(tls.connect({ host: '127.0.0.1', port: tlsServer.port, ca: pki.caCertPem }), 'secureConnect'),
+      await errorEvent(
+        tls.connect({ host: '127.0.0.1', port: tlsServer.port, ca: pki.caCertPem }),
+        'secureConnect',
+      ),
       { reason: 'address_not_allowed' },
     );
     await expectUntouched(tcp);
@@ -167,14 +185,19 @@ describe('threat 2: IP-literal URLs never reach a lookup hook', () => {
     const res = await fetch(`https://127.0.0.1:${web.port}/`);
     expect(res.status).toBe(200);
     await res.text();
-    expect(await httpsGet(`https://[::1]:${web6.port}/`)).toBe(200);
+    // servername: Node 22.23 fails to match `::1` against the certificate's IP SAN (0:0:0:0:0:0:0:1).
+    expect(await httpsGet({ host: '::1', port: web6.port, servername: 'localhost' })).toBe(200);
     const socket = net.connect({ host: '127.0.0.1', port: tcp.port });
     await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
     socket.destroy();
     expect(web.connections).toBe(1);
     expect(web6.connections).toBe(1);
     expect(lookup.calls).toEqual([]);
-    expect(sink.decisions().map((e) => e['egress.rule'])).toEqual(['loopback-literal', 'loopback-literal', 'loopback-literal']);
+    expect(sink.decisions().map((e) => e['egress.rule'])).toEqual([
+      'loopback-literal',
+      'loopback-literal',
+      'loopback-literal',
+    ]);
   });
 
   it('a hosts entry spelled like an address never matches a literal: only addresses rules do', async () => {

@@ -18,8 +18,8 @@ import { install, uninstall } from '../../src/index.js';
 import {
   createTestPki,
   EPHEMERAL,
-  errorEvent,
   type EventSink,
+  errorEvent,
   eventSink,
   expectEgress,
   failureOf,
@@ -57,7 +57,12 @@ function installGuard() {
     policy: policyOf({
       allow: [
         // The wildcard zone is listed; its answers are not (privateAddresses defaults to deny).
-        { name: 'nip', hosts: ['**.nip.example.test'], schemes: ['https', 'http', 'tcp', 'tls'], ports: EPHEMERAL },
+        {
+          name: 'nip',
+          hosts: ['**.nip.example.test'],
+          schemes: ['https', 'http', 'tcp', 'tls'],
+          ports: EPHEMERAL,
+        },
         loopbackRule('control', ['control.example.test'], { schemes: ['https'] }),
       ],
     }),
@@ -152,7 +157,10 @@ describe('threat 3: names that resolve to internal addresses (wildcard DNS)', ()
     installGuard();
     await expectRefused(await errorEvent(net.connect({ host: WILDCARD, port: tcp.port }), 'connect'), tcp);
     await expectRefused(
-      await errorEvent(tls.connect({ host: WILDCARD, port: tlsServer.port, ca: pki.caCertPem }), 'secureConnect'),
+      await errorEvent(
+        tls.connect({ host: WILDCARD, port: tlsServer.port, ca: pki.caCertPem }),
+        'secureConnect',
+      ),
       tlsServer,
     );
   });

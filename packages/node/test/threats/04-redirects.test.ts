@@ -114,7 +114,9 @@ const clients: Record<string, (url: string) => Promise<unknown>> = {
 beforeAll(async () => {
   pki = await createTestPki();
   dns = await startDnsServer(
-    Object.fromEntries(['api.example.test', 'evil.example.test', NIP].map((n) => [n, [{ type: 'A', data: '127.0.0.1' }]])),
+    Object.fromEntries(
+      ['api.example.test', 'evil.example.test', NIP].map((n) => [n, [{ type: 'A', data: '127.0.0.1' }]]),
+    ),
   );
   api = await startHttpsServer({
     pki,

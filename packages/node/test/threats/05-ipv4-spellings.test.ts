@@ -23,8 +23,8 @@ import { install, uninstall } from '../../src/index.js';
 import {
   createTestPki,
   EPHEMERAL,
-  errorEvent,
   type EventSink,
+  errorEvent,
   eventSink,
   expectEgress,
   failureOf,
@@ -59,7 +59,12 @@ let tlsServer: RecordingServer;
 let sink: EventSink;
 let tripwire: Tripwire;
 
-const anyIpv4 = { name: 'any-ipv4', addresses: ['0.0.0.0/0'], schemes: ['https', 'http', 'tcp', 'tls'], ports: EPHEMERAL };
+const anyIpv4 = {
+  name: 'any-ipv4',
+  addresses: ['0.0.0.0/0'],
+  schemes: ['https', 'http', 'tcp', 'tls'],
+  ports: EPHEMERAL,
+};
 
 function installGuard(withDeny = true) {
   sink = eventSink();
@@ -103,7 +108,8 @@ const clients: Record<string, (host: string) => Promise<unknown>> = {
   got: (h) => failureOf(got.get(`http://${h}:${plain.port}/`, { retry: { limit: 0 } })),
   'node-fetch': (h) => failureOf(nodeFetch(`http://${h}:${plain.port}/`)),
   'net.connect': (h) => connect(net.connect({ host: h, port: tcp.port })),
-  'tls.connect': (h) => connect(tls.connect({ host: h, port: tlsServer.port, ca: pki.caCertPem }), 'secureConnect'),
+  'tls.connect': (h) =>
+    connect(tls.connect({ host: h, port: tlsServer.port, ca: pki.caCertPem }), 'secureConnect'),
 };
 
 beforeAll(async () => {
@@ -137,7 +143,12 @@ describe('threat 5: unusual IPv4 spellings are decided as the address they dial'
           expect(error, name).toMatchObject({ code: 'EGRESS_ERR_DENIED' });
           expect((error as Error).message, name).toContain('[explicit_deny]');
         } else {
-          expectEgress(error, { code: 'EGRESS_ERR_DENIED', reason: 'explicit_deny', rule: 'local', host: canonical });
+          expectEgress(error, {
+            code: 'EGRESS_ERR_DENIED',
+            reason: 'explicit_deny',
+            rule: 'local',
+            host: canonical,
+          });
         }
       }
       await settle();

@@ -18,8 +18,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { install, uninstall } from '../../src/index.js';
 import {
   EPHEMERAL,
-  errorEvent,
   type EventSink,
+  errorEvent,
   eventSink,
   expectEgress,
   failureOf,
@@ -42,7 +42,12 @@ const LITERALS: Array<[host: string, bare: string, canonical: string, local: boo
   ['[::ffff:7f00:1]', '::ffff:7f00:1', '127.0.0.1', true],
   ['[64:ff9b::7f00:1]', '64:ff9b::7f00:1', '64:ff9b::7f00:1', false],
   ['[2002:7f00:1::]', '2002:7f00:1::', '2002:7f00:1::', false],
-  ['[2001:0:4136:e378:8000:63bf:80ff:fffe]', '2001:0:4136:e378:8000:63bf:80ff:fffe', '2001:0:4136:e378:8000:63bf:80ff:fffe', false],
+  [
+    '[2001:0:4136:e378:8000:63bf:80ff:fffe]',
+    '2001:0:4136:e378:8000:63bf:80ff:fffe',
+    '2001:0:4136:e378:8000:63bf:80ff:fffe',
+    false,
+  ],
   ['0.0.0.0', '0.0.0.0', '0.0.0.0', true],
   ['[::]', '::', '::', true],
 ];
@@ -120,7 +125,9 @@ async function expectNothingReached(): Promise<void> {
 beforeAll(async () => {
   dns = await startDnsServer({
     'control.example.test': [{ type: 'A', data: '127.0.0.1' }],
-    ...Object.fromEntries(EMBEDDED_NAMES.map(([name, aaaa]) => [name, [{ type: 'AAAA' as const, data: aaaa }]])),
+    ...Object.fromEntries(
+      EMBEDDED_NAMES.map(([name, aaaa]) => [name, [{ type: 'AAAA' as const, data: aaaa }]]),
+    ),
   });
   plain = await startHttpServer();
   plain6 = await startHttpServer({ host: '::1' });
@@ -143,7 +150,9 @@ afterAll(async () => {
 
 describe('threat 6: IPv4 inside IPv6, and the unspecified addresses', () => {
   it('control: the mapped and unspecified forms really reach the loopback servers when allowed', async () => {
-    installGuard({ allow: [{ name: 'all', addresses: ['0.0.0.0/0', '::/0'], schemes: ['http'], ports: EPHEMERAL }] });
+    installGuard({
+      allow: [{ name: 'all', addresses: ['0.0.0.0/0', '::/0'], schemes: ['http'], ports: EPHEMERAL }],
+    });
     expect(await httpGet(`http://[::ffff:127.0.0.1]:${plain.port}/`)).toBe(200);
     expect(await httpGet(`http://0.0.0.0:${plain.port}/`)).toBe(200);
     expect(await httpGet(`http://[::]:${plain6.port}/`)).toBe(200);
@@ -171,7 +180,11 @@ describe('threat 6: IPv4 inside IPv6, and the unspecified addresses', () => {
     for (const host of ['[::ffff:127.0.0.1]', '[::ffff:7f00:1]']) {
       const bare = host.slice(1, -1);
       for (const call of Object.values(clients)) {
-        expectEgress(await call(host, bare), { reason: 'explicit_deny', rule: 'loopback', host: '127.0.0.1' });
+        expectEgress(await call(host, bare), {
+          reason: 'explicit_deny',
+          rule: 'loopback',
+          host: '127.0.0.1',
+        });
       }
     }
     await expectNothingReached();

@@ -37,9 +37,7 @@ export function expectEgress(
 ): EgressError & Record<string, any> {
   const found = egressCause(error);
   if (!found) {
-    throw new Error(
-      `expected an EgressError in the cause chain, got: ${describeChain(error)}`,
-    );
+    throw new Error(`expected an EgressError in the cause chain, got: ${describeChain(error)}`);
   }
   expect(found).toMatchObject(fields);
   return found as EgressError & Record<string, any>;
@@ -70,7 +68,8 @@ export async function failureOf(promise: Promise<unknown>): Promise<any> {
 export function errorEvent(emitter: NodeJS.EventEmitter, success?: string): Promise<any> {
   return new Promise((resolve, reject) => {
     emitter.once('error', resolve);
-    if (success) emitter.once(success, () => reject(new Error(`"${success}" fired, but the call should have failed`)));
+    if (success)
+      emitter.once(success, () => reject(new Error(`"${success}" fired, but the call should have failed`)));
   });
 }
 
@@ -83,9 +82,16 @@ export function isLocal(address: string): boolean {
   return ip.canonical === '::1' || ip.canonical === '::';
 }
 
+/** The name a denied request's placeholder socket "connects" to (its look-up fails: nothing is dialled). */
+export const GUARD_PLACEHOLDER = 'egress-guard-denied.invalid';
+
 /** What the tripwire saw beneath the guard. */
 export interface Tripwire {
-  /** Every connect the guard let through to Node: host as given (a name or an IP literal) and port. */
+  /**
+   * Every connect the guard let through to Node: host as given (a name or an IP literal) and port. The
+   * guard's own placeholder sockets for denied requests and sessions (host `egress-guard-denied.invalid`,
+   * whose look-up fails with the guard's error before any syscall) are left out.
+   */
   connects: Array<{ host: string; port: number }>;
   /** Non-local addresses it refused instead of dialling: each one is a hole in the guard. */
   refused: string[];
@@ -121,7 +127,7 @@ export function installTripwire(): Tripwire {
       host = typeof args[1] === 'string' ? args[1] : 'localhost';
     }
     const bare = host.startsWith('[') ? host.slice(1, -1) : host;
-    connects.push({ host: bare, port });
+    if (bare !== GUARD_PLACEHOLDER) connects.push({ host: bare, port });
     if (net.isIP(bare)) {
       if (isLocal(bare)) return (original as (...a: unknown[]) => net.Socket).apply(this, args);
       refused.push(bare);
@@ -216,6 +222,9 @@ async function startOn<T extends RecordingServer>(
     server.server.once('error', reject);
     server.server.listen(port, host, () => resolve());
   });
-  return Object.assign(server, { port, url: server.url.replace(/:\d+$/, `:${port}`), origin: server.origin.replace(/:\d+$/, `:${port}`) });
+  return Object.assign(server, {
+    port,
+    url: server.url.replace(/:\d+$/, `:${port}`),
+    origin: server.origin.replace(/:\d+$/, `:${port}`),
+  });
 }
-
