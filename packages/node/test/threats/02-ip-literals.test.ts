@@ -200,8 +200,16 @@ describe('threat 2: IP-literal URLs never reach a lookup hook', () => {
     ]);
   });
 
-  it('a hosts entry spelled like an address never matches a literal: only addresses rules do', async () => {
-    installGuard([loopbackRule('literal-in-hosts', ['127.0.0.1'], { schemes: ['https'] })]);
+  it('a hosts entry spelled like an address is refused by the policy loader: only addresses rules match literals', async () => {
+    expect(() =>
+      installGuard([loopbackRule('literal-in-hosts', ['127.0.0.1'], { schemes: ['https'] })]),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'EGRESS_ERR_POLICY',
+        message: expect.stringMatching(/addresses: \[127\.0\.0\.1\/32\]/),
+      }),
+    );
+    installGuard([loopbackRule('name-only', ['localhost'], { schemes: ['https'] })]);
     const error = await failureOf(fetch(`https://127.0.0.1:${web.port}/`));
     expectEgress(error, { reason: 'address_not_allowed' });
     await expectUntouched(web);
