@@ -338,6 +338,8 @@ export class EgressGuard {
 
   /** `url.full` without credentials, and without the query string unless asked. */
   redact(url: string): string {
+    // Hot path: URLs the hooks build have no credentials or fragment; most have no query either.
+    if (!url.includes('@') && !url.includes('#') && (this.logQueryStrings || !url.includes('?'))) return url;
     try {
       const u = new URL(url);
       u.username = '';

@@ -67,10 +67,8 @@ export class GuardedDispatcher extends Dispatcher {
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const started = performance.now();
-    let origin: URL;
-    try {
-      origin = new URL(String(opts.origin));
-    } catch {
+    const origin = parsedOrigin(String(opts.origin));
+    if (!origin) {
       failHandler(handler, this.guard.errorFor(this.guard.invalidDecision(String(opts.origin))));
       return false;
     }
@@ -183,7 +181,11 @@ export class GuardedDispatcher extends Dispatcher {
    * allowed, or be allowed as a raw `tcp`/`tls` destination, so that a tunnel cannot be opened by hand
    * through an allowed proxy to a destination no rule lists.
    */
-  private decideTunnel(origin: URL, port: number, authority: string): { decision: Decision; id: string } {
+  private decideTunnel(
+    origin: ParsedOrigin,
+    port: number,
+    authority: string,
+  ): { decision: Decision; id: string } {
     const secure = origin.protocol === 'https:';
     const at = { scheme: (secure ? 'https' : 'http') as Scheme, host: origin.hostname, port };
     let decision = this.guard.decide(at);
@@ -240,6 +242,25 @@ function translateTimeout(error: Error, decision: Parameters<typeof timeoutError
 }
 
 const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+type ParsedOrigin = Pick<URL, 'protocol' | 'hostname' | 'port' | 'origin'>;
+// A process talks to few origins: each is parsed once, not on every request.
+const parsedOrigins = new Map<string, ParsedOrigin | null>();
+
+function parsedOrigin(text: string): ParsedOrigin | undefined {
+  let parsed = parsedOrigins.get(text);
+  if (parsed === undefined) {
+    try {
+      const u = new URL(text);
+      parsed = { protocol: u.protocol, hostname: u.hostname, port: u.port, origin: u.origin };
+    } catch {
+      parsed = null;
+    }
+    if (parsedOrigins.size >= 1024) parsedOrigins.clear();
+    parsedOrigins.set(text, parsed);
+  }
+  return parsed ?? undefined;
+}
 
 /** `host:port` of an absolute-form request target (with the scheme's default port), or `''` if unparsable. */
 function authorityOf(url: string): string {

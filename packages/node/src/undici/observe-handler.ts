@@ -16,7 +16,29 @@ export interface HandlerObserver {
 
 type AnyHandler = Record<string, unknown>;
 
+// Handlers are mostly class instances whose methods live on the prototype: walk each prototype once.
+const methodsByPrototype = new WeakMap<object, string[]>();
+
 function methodsOf(handler: object): string[] {
+  const proto = Object.getPrototypeOf(handler) as object | null;
+  if (
+    proto &&
+    proto !== Object.prototype &&
+    Object.getOwnPropertyNames(handler).every(
+      (n) => !n.startsWith('on') || typeof (handler as AnyHandler)[n] !== 'function',
+    )
+  ) {
+    let cached = methodsByPrototype.get(proto);
+    if (!cached) {
+      cached = walkMethods(handler);
+      methodsByPrototype.set(proto, cached);
+    }
+    return cached;
+  }
+  return walkMethods(handler);
+}
+
+function walkMethods(handler: object): string[] {
   const names = new Set<string>();
   for (let p: object | null = handler; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
     for (const name of Object.getOwnPropertyNames(p)) {
