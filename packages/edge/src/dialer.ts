@@ -35,7 +35,8 @@ const MAX_ATTEMPTS = 4;
  * 'error' handler already attached; rejects with {@link DialError}.
  */
 export async function dial(options: DialOptions): Promise<net.Socket> {
-  let last: DialError = new DialError('no address to dial', 'ENOADDR');
+  // Errors capture a stack: build one only when a dial has failed, not on every connection.
+  let last: DialError | undefined;
   for (const address of options.addresses.slice(0, MAX_ATTEMPTS)) {
     if (options.signal?.aborted)
       throw new DialError('the client closed before the upstream answered', 'ABORTED');
@@ -46,7 +47,7 @@ export async function dial(options: DialOptions): Promise<net.Socket> {
       if (last.code === 'ABORTED') throw last;
     }
   }
-  throw last;
+  throw last ?? new DialError('no address to dial', 'ENOADDR');
 }
 
 function connectOnce(
