@@ -6,7 +6,7 @@
 set -euo pipefail
 
 need=()
-command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v sniproxy >/dev/null 2>&1 || need+=(sniproxy)

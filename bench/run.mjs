@@ -1,17 +1,144 @@
-// pnpm bench: every figure side by side in one run, as ratios against baselines. `--quick` keeps the
-// harness working in CI (fewer iterations, no thresholds asserted).
-import os from 'node:os';
+// pnpm bench: every figure side by side in one run, as ratios against baselines and peers, medians of
+// several interleaved runs, with the machine printed beside them; writes docs/benchmarks.md.
+//   node bench/run.mjs             everything (decider, SDK, edge with nginx/HAProxy/sniproxy), ~15 min
+//   node bench/run.mjs --quick     harness check for CI: tiny counts, SDK + edge against direct only, no
+//                                  peers, nothing written; figures are not meaningful, nothing is asserted
+//   --only=decider,sdk,edge        run some parts (docs/benchmarks.md is not written)
+//   --no-peers                     skip nginx/HAProxy/sniproxy (docs/benchmarks.md is not written)
+// Working files (events, rendered peer configs, CPU profiles) go to bench/results/latest/.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { runDeciderBench } from './decider.mjs';
+import { runEdgeBench } from './edge.mjs';
+import { machine, machineLine } from './lib/machine.mjs';
+import { installPeers, peerVersions } from './lib/peers.mjs';
+import { renderMarkdown } from './lib/report.mjs';
+import { runSdkBench } from './sdk.mjs';
 
-const quick = process.argv.includes('--quick');
-const cpus = os.cpus();
-console.log(
-  `machine: ${cpus.length} cores (${cpus[0]?.model ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}${quick ? ' (quick)' : ''}`,
-);
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const onlyArg = argv.find((a) => a.startsWith('--only='));
+const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : undefined;
+const wantPeers = !quick && !argv.includes('--no-peers');
+const part = (p) => !only || only.has(p);
+const started = Date.now();
+const workDir = fileURLToPath(new URL('./results/latest/', import.meta.url));
+rmSync(workDir, { recursive: true, force: true });
+mkdirSync(workDir, { recursive: true });
 
-const d = runDeciderBench({ quick });
-console.log('\n## decider (one decision: exact, wildcard and CIDR rules mixed)');
-console.log(`  10 rules      median ${d.smallNs.toFixed(0)} ns`);
-console.log(
-  `  10,000 rules  median ${d.largeNs.toFixed(0)} ns   ratio x${d.ratio.toFixed(2)}   target: < 1000 ns and flat`,
-);
+const m = machine();
+console.log(`machine: ${machineLine(m)}${quick ? '  (quick: harness check, figures not meaningful)' : ''}`);
+
+const report = { machine: m, quick, startedAt: new Date(started).toISOString() };
+
+if (part('decider')) {
+  const d = runDeciderBench({ quick });
+  report.decider = d;
+  console.log('\n## decider (one decision: exact, wildcard and CIDR rules mixed)');
+  console.log(`  10 rules      median ${d.smallNs.toFixed(0)} ns`);
+  console.log(
+    `  10,000 rules  median ${d.largeNs.toFixed(0)} ns   ratio x${d.ratio.toFixed(2)}   target: < 1000 ns and flat`,
+  );
+}
+
+if (part('sdk')) {
+  console.log('\n## SDK: guarded vs unguarded, loopback HTTP server in another process');
+  report.sdk = await runSdkBench({ quick, workDir: `${workDir}sdk`, log: (l) => console.log(l) });
+}
+
+if (part('edge')) {
+  let peers = false;
+  if (wantPeers) {
+    console.log('\n## edge peers (bench/install-peers.sh)');
+    peers = installPeers((l) => console.log(l));
+    if (!peers) console.log('  peers unavailable: the edge is measured against direct only');
+    else report.peerVersions = peerVersions();
+  }
+  console.log(
+    `\n## edge: direct, the edge (CONNECT and SNI-routed)${peers ? ', nginx, HAProxy, sniproxy' : ''}`,
+  );
+  if (!peers)
+    console.log(
+      `  peers (nginx, HAProxy, sniproxy) not run${quick ? ' in quick mode: a harness check, not a figure' : ''}`,
+    );
+  report.edge = await runEdgeBench({ quick, peers, workDir: `${workDir}edge`, log: (l) => console.log(l) });
+  report.edge.peers = peers;
+  printEdge(report.edge);
+}
+
+report.machine.loadAfter = machine().load;
+report.seconds = (Date.now() - started) / 1000;
+
+if (quick) {
+  console.log(
+    '\n(quick mode: a harness check with tiny counts; targets are not evaluated and nothing is asserted)',
+  );
+} else {
+  console.log('\n## targets');
+  for (const t of allTargets(report)) {
+    console.log(
+      `  ${t.met ? 'met   ' : 'MISSED'}  ${t.what}: ${t.value} (target ${t.target})${t.miss ? `, ${t.miss}` : ''}`,
+    );
+  }
+}
+
+writeFileSync(`${workDir}report.json`, JSON.stringify(report, null, 1));
+const writeDoc = !quick && !only && wantPeers && report.edge?.peers;
+if (writeDoc) {
+  const doc = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
+  const findings = readFileSync(fileURLToPath(new URL('./findings.md', import.meta.url)), 'utf8');
+  writeFileSync(doc, renderMarkdown(report, { findings }));
+  console.log(`\nwrote docs/benchmarks.md`);
+}
+console.log(`\ndone in ${report.seconds.toFixed(0)} s; working files in bench/results/latest/`);
+
+function allTargets(r) {
+  const out = [];
+  if (r.decider) {
+    const flat = r.decider.ratio <= 2;
+    out.push({
+      what: 'decider: one decision, 10,000 rules',
+      value: `${r.decider.largeNs.toFixed(0)} ns, x${r.decider.ratio.toFixed(2)} of 10 rules`,
+      target: '< 1000 ns, flat (within 2x of 10 rules)',
+      met: r.decider.largeNs < 1000 && flat,
+    });
+  }
+  for (const k of r.sdk?.cases ?? []) {
+    for (const t of k.targets)
+      out.push({
+        ...t,
+        value: t.value.toFixed(3),
+        miss: t.met
+          ? undefined
+          : `${(Math.abs(t.gap) * 100).toFixed(1)}% ${t.target.startsWith('>') ? 'short' : 'over'}`,
+      });
+  }
+  for (const t of r.edge?.targets ?? []) out.push(t);
+  return out;
+}
+
+function printEdge(e) {
+  const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
+  const n0 = (x) => (Number.isFinite(x) ? Math.round(x).toString() : '-');
+  const mib = (x) => (Number.isFinite(x) ? (x / 2 ** 20).toFixed(0) : 'n/a');
+  console.log(
+    '  candidate                         p50 ms  p99 ms  added p50  bulk x1 MiB/s  bulk x64 MiB/s  CPU µs/MiB  conn/s  CPU µs/conn',
+  );
+  for (const c of e.candidates) {
+    const l = e.metrics.latency[c.id];
+    const b64 = e.metrics.bulk64[c.id];
+    const cps = e.metrics.cps[c.id];
+    console.log(
+      `  ${c.label.padEnd(32)} ${f3(l.p50).padStart(7)} ${f3(l.p99).padStart(7)} ${f3(l.addedP50).padStart(10)} ${mib(e.metrics.bulk1[c.id].bytesPerSec).padStart(14)} ${mib(b64.bytesPerSec).padStart(15)} ${n0(b64.cpuUsPerMiB).padStart(11)} ${n0(cps.cps).padStart(7)} ${n0(cps.cpuUsPerConnection).padStart(12)}${l.errors ? `  (${l.errors} errors: ${l.firstError})` : ''}`,
+    );
+  }
+  for (const [id, mem] of Object.entries(e.memorySummary)) {
+    console.log(
+      `  idle x${mem.count}: ${id.padEnd(13)} RSS ${(mem.rss / 2 ** 20).toFixed(1)} MB (at rest ${(mem.rss0 / 2 ** 20).toFixed(1)} MB, ${(mem.perConnection / 1024).toFixed(1)} KiB per connection, ${(mem.at10k / 2 ** 20).toFixed(1)} MB at 10,000), ${mem.alive}/${mem.count} alive`,
+    );
+  }
+  for (const l of e.logging)
+    console.log(
+      `  events: ${l.what}: ${l.flows} flows, ${l.decisions} decisions, ${l.completions} completions${l.ok ? '' : '  MISMATCH'}`,
+    );
+}

@@ -1,0 +1,396 @@
+// docs/benchmarks.md, written by `pnpm bench` from the figures of the run (never by hand): the machine,
+// the method, every target met or missed and by how much, the tables, the CPU profiles where a target is
+// missed, and the analysis of those profiles (bench/findings.md, kept by hand beside the harness).
+import { fmt, mdTable } from './stats.mjs';
+
+const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+const mib = (x) => (Number.isFinite(x) ? `${(x / 2 ** 20).toFixed(0)}` : 'n/a');
+const mb = (x) => (Number.isFinite(x) ? `${(x / 2 ** 20).toFixed(1)} MB` : 'n/a');
+const int = fmt.int;
+const status = (t) => (t.met ? 'met' : `**missed**${t.miss ? `: ${t.miss}` : ''}`);
+
+export function renderMarkdown(r, { findings = '' } = {}) {
+  const out = [];
+  const m = r.machine;
+  out.push(
+    '# Benchmarks',
+    '',
+    `Written by \`pnpm bench\` (bench/run.mjs) on ${r.startedAt.slice(0, 10)}, from the figures of that run; do not edit by hand (the analysis at the end comes from [bench/findings.md](../bench/findings.md)). The run took ${Math.round(r.seconds / 60)} minutes.`,
+    '',
+    '## Machine',
+    '',
+    `- ${m.cores} cores (${m.model}), ${m.memoryGiB.toFixed(0)} GiB memory, ${m.os}`,
+    `- Node ${m.node}`,
+    `- load average ${m.load.join(' ')} at the start, ${m.loadAfter?.join(' ') ?? 'n/a'} at the end (a shared machine: other work ran beside the benchmark)`,
+    `- open files: ${m.nofile.soft} (hard limit ${m.nofile.hard}${m.nofile.hard < 65536 ? ', and it cannot be raised here: the container has no CAP_SYS_RESOURCE' : ''})`,
+  );
+  if (r.peerVersions)
+    out.push(
+      `- peers (Debian packages): ${r.peerVersions.nginx} with libnginx-mod-stream, ${r.peerVersions.haproxy}, ${r.peerVersions.sniproxy}`,
+    );
+  out.push(
+    '',
+    'Absolute figures from this machine mean little: it is shared and noisy. Every comparison is a ratio (or a',
+    'difference) of runs measured next to each other, in one run of the script, and every figure is a median.',
+    '',
+  );
+
+  out.push('## Targets', '', mdTable(['what', 'figure', 'target', ''], targetRows(r)), '');
+
+  out.push(...methodSection(r));
+  if (r.decider) out.push(...deciderSection(r.decider));
+  if (r.sdk) out.push(...sdkSection(r.sdk));
+  if (r.edge) out.push(...edgeSection(r.edge));
+  if (findings.trim())
+    out.push('## Where the time goes, and what would close the gaps', '', findings.trim(), '');
+  return `${out.join('\n')}\n`;
+}
+
+function targetRows(r) {
+  const rows = [];
+  if (r.decider) {
+    const d = r.decider;
+    const met = d.largeNs < 1000 && d.ratio <= 2;
+    rows.push([
+      'decider: one decision, 10,000 rules',
+      `${d.largeNs.toFixed(0)} ns (x${d.ratio.toFixed(2)} of 10 rules)`,
+      '< 1000 ns; flat (within 2x of 10 rules)',
+      met ? 'met' : '**missed**',
+    ]);
+  }
+  for (const k of r.sdk?.cases ?? []) {
+    for (const t of k.targets) {
+      const short = t.target.startsWith('>');
+      rows.push([
+        `SDK ${t.what}`,
+        f3(t.value),
+        t.target,
+        t.met ? 'met' : `**missed** by ${(Math.abs(t.gap) * 100).toFixed(1)}% (${short ? 'short' : 'over'})`,
+      ]);
+    }
+  }
+  for (const t of r.edge?.targets ?? []) rows.push([`edge: ${t.what}`, t.value, t.target, status(t)]);
+  return rows;
+}
+
+function methodSection(r) {
+  const s = r.sdk?.plan;
+  const e = r.edge?.plan;
+  const lines = ['## Method', ''];
+  if (s) {
+    lines.push(
+      `- **SDK.** A Node HTTP server (bench/sdk-server.mjs) answers \`200 ok\` on 127.0.0.1 in its own process. Each client (global \`fetch\`, \`undici.request\` from npm undici, \`http.request\` with a keep-alive \`http.Agent\`) runs in a fresh child process per run (bench/sdk-client.mjs): it is the load generator, and \`install()\` patches never leak from one variant to another. **Guarded** = \`install()\` with a policy allowing \`localhost\` on the server's port (\`privateAddresses: allow\`), events to a \`pino.destination\` file (asynchronous), counted afterwards: every request must have one decision and one completion event. **Unguarded** = the same client, no install. **request-filtering-agent** = its \`RequestFilteringHttpAgent\` (\`allowPrivateIPAddress: true\`) with \`http.request\`. Also shown: the explicit, uninstalled guard (\`guard.dispatcher()\`, \`guard.httpAgent()\`).`,
+      `- Each run: warm-up (${s.warmup.ms} ms), then throughput with ${s.load.concurrency} requests in flight for ${s.load.ms} ms (at most ${int(s.load.count)} requests), with the client's CPU time per request; then latency, one request at a time for ${s.latency.ms} ms (at most ${int(s.latency.count)}): p50 and p99. **Keep-alive** reuses connections; **new connection** has the server answer \`Connection: close\`, so every request dials. ${s.runs} runs per variant, interleaved (A B C, B C A, ...); ratios are medians of per-run ratios against the unguarded run of the same round.`,
+    );
+  }
+  if (e) {
+    lines.push(
+      `- **Edge.** An upstream TLS server (bench/edge-upstream.mjs, certificate from a throw-away CA made with openssl at bench time) answers a small HTTP request with 2 bytes, or \`/bulk/<n>\` with n bytes. A load generator in another process (bench/edge-client.mjs) reaches it directly, through the edge (bench/edge-child.mjs: \`startEdge()\` with an explicit-proxy listener, where the client sends \`CONNECT\` then TLS, and an SNI-routed listener; events to a file, counted), and through nginx stream \`ssl_preread\`, HAProxy \`req.ssl_sni\` and sniproxy, configured from bench/peers/ on 127.0.0.1, each with one worker/thread like the edge's one Node thread. Every connection is a full TLS 1.3 handshake with certificate verification, no session resumption.`,
+      `- Per round (${e.runs} rounds, order rotated): latency, one connection at a time for up to ${int(e.latency.count)} connections or ${e.latency.ms} ms (new TLS connection + one small request, until the server closes); bulk, ${e.bulk1.bytes / 2 ** 20} MiB over 1 connection and over 64; connections per second, ${e.cps.concurrency} in flight for ${e.cps.ms} ms. "Added" latency = candidate p50 − direct p50 of the same round, median over rounds. Memory: each proxy started afresh, ${int(e.idle.count)} TLS connections opened through it and left idle, RSS (the process and its children, from /proc) read ${e.idle.settleMs} ms later.`,
+    );
+    if (e.idle.count < 10_000)
+      lines.push(
+        `- **10,000 idle connections:** a proxy holds two sockets per connection, and this machine's open-file limit is ${r.machine.nofile.hard} and cannot be raised (no CAP_SYS_RESOURCE in the container; \`prlimit\` is refused), so ${int(e.idle.count)} is the most a proxy can hold here. The RSS at 10,000 is extrapolated from the measured per-connection slope (${int(10_000 - e.idle.count)} more connections). On a machine where \`prlimit --nofile=65536\` works, the script raises the limit (its own and the children's) and measures 10,000.`,
+      );
+  }
+  lines.push('');
+  return lines;
+}
+
+function deciderSection(d) {
+  return [
+    '## Decider',
+    '',
+    mdTable(
+      ['policy', 'one decision (median)', 'vs 10 rules'],
+      [
+        ['10 rules', `${d.smallNs.toFixed(0)} ns`, '1.00'],
+        ['10,000 rules (exact, wildcard, CIDR mix)', `${d.largeNs.toFixed(0)} ns`, f2(d.ratio)],
+      ],
+    ),
+    '',
+    `Median of ${d.runs} runs of ${int(d.iterations)} decisions each.`,
+    '',
+  ];
+}
+
+function sdkSection(s) {
+  const out = ['## SDK overhead', ''];
+  for (const mode of ['ka', 'new']) {
+    out.push(`### ${mode === 'ka' ? 'Keep-alive' : 'New connection per request'}`, '');
+    const rows = [];
+    for (const k of s.cases.filter((c) => c.mode === mode)) {
+      for (const [v, x] of Object.entries(k.variants)) {
+        const u = x.vsUnguarded;
+        rows.push([
+          k.label,
+          x.label,
+          int(x.rps),
+          u ? f3(u.rps) : '1',
+          f3(x.p50),
+          f3(x.p99),
+          u ? f3(u.p99) : '1',
+          int(x.cpuUs),
+          u ? f2(u.cpu) : '1',
+          x.vsPeer ? `${f3(x.vsPeer.rps)} / ${f3(x.vsPeer.p99)}` : v === 'rfa' ? '1 / 1' : '',
+        ]);
+        if (x.errors) rows[rows.length - 1][1] += ` (${x.errors} errors: ${x.firstError})`;
+      }
+    }
+    out.push(
+      mdTable(
+        [
+          'client',
+          'variant',
+          'req/s',
+          'req/s vs unguarded',
+          'p50 ms',
+          'p99 ms',
+          'p99 vs unguarded',
+          'client CPU µs/req',
+          'CPU vs unguarded',
+          'vs request-filtering-agent (req/s / p99)',
+        ],
+        rows,
+      ),
+      '',
+    );
+  }
+  out.push('### Every request logged', '');
+  const rows = [];
+  for (const k of s.cases)
+    for (const l of k.logging)
+      rows.push([
+        k.label,
+        k.mode === 'ka' ? 'keep-alive' : 'new connection',
+        k.variants[l.variant].label,
+        int(l.requests),
+        int(l.decisions),
+        int(l.completions),
+        int(l.dropped),
+        l.connectionLevel ? 'connection-level (one decision per connection)' : l.ok ? 'yes' : '**no**',
+      ]);
+  out.push(
+    mdTable(
+      [
+        'client',
+        'mode',
+        'variant',
+        'requests',
+        'decision events',
+        'completion events',
+        'dropped',
+        'every request logged',
+      ],
+      rows,
+    ),
+    '',
+  );
+
+  if (s.profiles?.length) {
+    out.push(
+      '### Profiles (SDK)',
+      '',
+      'Where a target is missed, the guarded and the unguarded client were run again under `node --cpu-prof` (throughput phase only, same load; one run each). Self time per request, by area, then the top functions of the guarded client (built files mapped back to their TypeScript source). The profiler samples wall-clock time on the main thread: on this shared machine a process that loses its core mid-syscall charges the wait to that function (socket and file writes look dearer than they are), so read the areas and the functions in JavaScript, and take the CPU time row as the cost.',
+      '',
+    );
+    for (const p of s.profiles) {
+      out.push(`#### ${p.label}, ${p.mode === 'ka' ? 'keep-alive' : 'new connection per request'}`, '');
+      const areas = new Set([
+        ...p.guarded.summary.areas.map((a) => a.area),
+        ...p.unguarded.summary.areas.map((a) => a.area),
+      ]);
+      const per = (x, area) => {
+        const a = x.summary.areas.find((y) => y.area === area);
+        return a ? (a.selfMs * 1000) / x.requests : 0;
+      };
+      const rowsA = [...areas]
+        .map((a) => [a, per(p.unguarded, a), per(p.guarded, a)])
+        .filter(([, u, g]) => u >= 0.5 || g >= 0.5)
+        .sort((x, y) => y[2] - x[2]);
+      const totU = (p.unguarded.summary.busyMs * 1000) / p.unguarded.requests;
+      const totG = (p.guarded.summary.busyMs * 1000) / p.guarded.requests;
+      out.push(
+        mdTable(
+          ['area', 'unguarded µs/req', 'guarded µs/req', 'added µs/req'],
+          [
+            ...rowsA.map(([a, u, g]) => [a, u.toFixed(1), g.toFixed(1), (g - u).toFixed(1)]),
+            ['**all (busy)**', totU.toFixed(1), totG.toFixed(1), (totG - totU).toFixed(1)],
+            [
+              'CPU time of that run (process.cpuUsage)',
+              p.unguarded.cpuUsPerRequest.toFixed(1),
+              p.guarded.cpuUsPerRequest.toFixed(1),
+              (p.guarded.cpuUsPerRequest - p.unguarded.cpuUsPerRequest).toFixed(1),
+            ],
+          ],
+        ),
+        '',
+        mdTable(
+          ['self %', 'µs/req', 'function', 'where'],
+          p.guarded.summary.functions
+            .slice(0, 15)
+            .map((f) => [
+              f.pct.toFixed(1),
+              ((f.selfMs * 1000) / p.guarded.requests).toFixed(1),
+              `\`${f.name}\``,
+              f.where || '(native)',
+            ]),
+        ),
+        '',
+      );
+    }
+  }
+  return out;
+}
+
+function edgeSection(e) {
+  const out = ['## Edge', ''];
+  const L = e.metrics.latency;
+  const label = (id) => e.candidates.find((c) => c.id === id).label;
+  out.push(
+    '### New TLS connection plus one small request',
+    '',
+    mdTable(
+      ['candidate', 'p50 ms', 'p99 ms', 'added p50 ms', 'added p99 ms', "added p50 vs nginx's"],
+      e.candidates.map((c) => {
+        const l = L[c.id];
+        return [
+          c.label + (l.errors ? ` (${l.errors} errors: ${l.firstError})` : ''),
+          f3(l.p50),
+          f3(l.p99),
+          c.id === 'direct' ? '-' : f3(l.addedP50),
+          c.id === 'direct' ? '-' : f3(l.addedP99),
+          c.id === 'direct' || !Number.isFinite(l.addedVsNginx) ? '-' : `${f2(l.addedVsNginx)}x`,
+        ];
+      }),
+    ),
+    '',
+    '### Bulk transfer',
+    '',
+    mdTable(
+      [
+        'candidate',
+        '1 connection MiB/s',
+        'vs direct',
+        'vs nginx',
+        '64 connections MiB/s',
+        'vs direct',
+        'vs nginx',
+        'proxy CPU µs per MiB (1 / 64 connections)',
+      ],
+      e.candidates.map((c) => {
+        const b1 = e.metrics.bulk1[c.id];
+        const b64 = e.metrics.bulk64[c.id];
+        return [
+          label(c.id),
+          mib(b1.bytesPerSec) + (b1.incomplete ? ` (${b1.incomplete} incomplete)` : ''),
+          f2(b1.vsDirect),
+          f2(b1.vsNginx),
+          mib(b64.bytesPerSec) + (b64.incomplete ? ` (${b64.incomplete} incomplete)` : ''),
+          f2(b64.vsDirect),
+          f2(b64.vsNginx),
+          c.id === 'direct' ? '-' : `${int(b1.cpuUsPerMiB)} / ${int(b64.cpuUsPerMiB)}`,
+        ];
+      }),
+    ),
+    '',
+    '### Connections per second',
+    '',
+    mdTable(
+      ['candidate', 'connections/s', 'vs direct', 'vs nginx', 'proxy CPU µs per connection'],
+      e.candidates.map((c) => {
+        const cps = e.metrics.cps[c.id];
+        return [
+          label(c.id),
+          int(cps.cps) + (cps.errors ? ` (${cps.errors} errors)` : ''),
+          f2(cps.vsDirect),
+          f2(cps.vsNginx),
+          c.id === 'direct' ? '-' : int(cps.cpuUsPerConnection),
+        ];
+      }),
+    ),
+    '',
+    "Bulk and connections per second load every process at once (load generator, upstream, proxy) on a 2-core machine: the proxy competes for the cores with both ends, so a proxy that costs more CPU per byte or per connection also slows the endpoints down. Proxy CPU is user + system time of the proxy's processes (from /proc) over the run, divided by what it relayed: the figure least disturbed by the other processes.",
+    '',
+  );
+  const mem = e.memorySummary ?? {};
+  const first = Object.values(mem)[0];
+  if (first) {
+    out.push(
+      `### Memory at ${int(first.count)} idle spliced connections`,
+      '',
+      mdTable(
+        [
+          'candidate',
+          'RSS at rest',
+          `RSS with ${int(first.count)} idle`,
+          'per connection',
+          'RSS at 10,000 (extrapolated)',
+          'connections alive',
+        ],
+        Object.values(mem).map((x) => [
+          x.label,
+          mb(x.rss0),
+          mb(x.rss),
+          `${(x.perConnection / 1024).toFixed(1)} KiB`,
+          first.count >= 10_000 ? mb(x.rss) : mb(x.at10k),
+          `${int(x.alive)} / ${int(x.count)}`,
+        ]),
+      ),
+      '',
+    );
+  }
+  out.push('### Every flow logged', '');
+  out.push(
+    mdTable(
+      ['edge', 'flows', 'decision events', 'completion events', 'dropped', 'every flow logged'],
+      e.logging.map((l) => [
+        l.what,
+        int(l.flows),
+        int(l.decisions),
+        int(l.completions),
+        int(l.dropped),
+        l.ok ? 'yes' : '**no**',
+      ]),
+    ),
+    '',
+  );
+  if (e.profiles?.length) {
+    out.push(
+      '### Profiles (edge)',
+      '',
+      'The edge process under `node --cpu-prof`, over the measured phase only (one run each). Wall-clock samples of the main thread: time the process spent waiting for a core inside a syscall is charged to that call (socket and file writes look dearer than they are); the CPU time is the cost.',
+      '',
+    );
+    for (const p of e.profiles) {
+      const n = p.result.connections ?? p.result.expected;
+      const unit = p.result.connections !== undefined ? 'connection' : 'MiB';
+      const perUnit = p.result.connections !== undefined ? p.result.connections : p.result.expected / 2 ** 20;
+      out.push(
+        `#### ${p.what}`,
+        '',
+        `${p.result.connections !== undefined ? `${int(n)} connections at ${int(p.result.cps)}/s` : `${mib(p.result.expected)} MiB at ${mib(p.result.bytesPerSec)} MiB/s`}; the edge's main thread was sampled busy ${p.summary.busyMs.toFixed(0)} ms (${((p.summary.busyMs * 1000) / perUnit).toFixed(0)} µs per ${unit}); its CPU time (/proc, all threads) was ${(p.cpuS * 1000).toFixed(0)} ms (${((p.cpuS * 1e6) / perUnit).toFixed(0)} µs per ${unit}).`,
+        '',
+        `Self time by area: ${p.summary.areas
+          .filter((a) => a.pct >= 1)
+          .map((a) => `${a.area} ${a.pct.toFixed(0)}%`)
+          .join(', ')}`,
+        '',
+        mdTable(
+          ['self %', `µs per ${unit}`, 'function', 'where'],
+          p.summary.functions
+            .slice(0, 15)
+            .map((f) => [
+              f.pct.toFixed(1),
+              ((f.selfMs * 1000) / perUnit).toFixed(1),
+              `\`${f.name}\``,
+              f.where || '(native)',
+            ]),
+        ),
+        '',
+      );
+    }
+  }
+  return out;
+}
