@@ -448,10 +448,7 @@ async function sshFlow(
   }
   const { name, literal } = connectHost(target);
   // Transparent SSH has no name to claim: only `addresses` rules can allow it.
-  const hostDecision =
-    target.kind === 'original'
-      ? policy.decide({ scheme: 'ssh', address: target.address, port, service }, now)
-      : policy.decide({ scheme: 'ssh', host: name ?? literal ?? target.host, port, service }, now);
+  const hostDecision = decideTarget(policy, 'ssh', target, name ?? literal, service, now);
   const checks = new Checks();
   if (checks.fail(hostDecision)) return refuse(conn, flow, checks.denied!);
   const q: DestinationQuery = {
@@ -472,6 +469,23 @@ async function sshFlow(
     first: buffer,
     verify: (upstream) => verifySshBanner(rt, conn, upstream),
   });
+}
+
+/**
+ * Decides a flow that carries no name of its own (SSH, raw TCP): by the original address in transparent
+ * mode (only `addresses` rules can allow it), by the CONNECT host otherwise.
+ */
+function decideTarget(
+  policy: Policy,
+  scheme: 'ssh' | 'tcp',
+  target: Exclude<TunnelTarget, { kind: 'sni' }>,
+  host: string | undefined,
+  service: string | undefined,
+  now: number,
+) {
+  return target.kind === 'original'
+    ? policy.decide({ scheme, address: target.address, port: target.port, service }, now)
+    : policy.decide({ scheme, host: host ?? target.host, port: target.port, service }, now);
 }
 
 /** Bytes that are neither TLS, HTTP nor SSH: relayed only where a rule allows `tcp` to the destination. */
@@ -496,10 +510,7 @@ async function rawFlow(
     return;
   }
   const { name, literal } = connectHost(target);
-  const tcp =
-    target.kind === 'original'
-      ? policy.decide({ scheme: 'tcp', address: target.address, port, service }, now)
-      : policy.decide({ scheme: 'tcp', host: name ?? literal ?? target.host, port, service }, now);
+  const tcp = decideTarget(policy, 'tcp', target, name ?? literal, service, now);
   // A refusal here is about the bytes, not the name: say so, unless a deny rule named the destination.
   const first =
     !tcp.allowed || tcp.result === 'reported'
