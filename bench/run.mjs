@@ -1,12 +1,16 @@
 // pnpm bench: every figure side by side in one run, as ratios against baselines and peers, medians of
 // several interleaved runs, with the machine printed beside them; writes docs/benchmarks.md.
-//   node bench/run.mjs             everything (decider, SDK, edge with nginx/HAProxy/sniproxy), ~15 min
+//   node bench/run.mjs             everything (decider, SDK, edge with nginx/HAProxy/sniproxy), ~18 min
 //   node bench/run.mjs --quick     harness check for CI: tiny counts, SDK + edge against direct only, no
 //                                  peers, nothing written; figures are not meaningful, nothing is asserted
 //   --only=decider,sdk,edge        run some parts (docs/benchmarks.md is not written)
 //   --no-peers                     skip nginx/HAProxy/sniproxy (docs/benchmarks.md is not written)
-// Working files (events, rendered peer configs, CPU profiles) go to bench/results/latest/.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+//   --render=<report.json>         write docs/benchmarks.md again from a finished run's figures (e.g. after
+//                                  editing bench/findings.md), without measuring anything
+// Working files (events, rendered peer configs, CPU profiles, report.json) go to a directory of their own
+// per run, bench/results/<full|quick>-<time>-<pid>/ (the last three of each kind are kept), so runs
+// started side by side do not clobber each other.
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runDeciderBench } from './decider.mjs';
 import { runEdgeBench } from './edge.mjs';
@@ -22,9 +26,31 @@ const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : undefined;
 const wantPeers = !quick && !argv.includes('--no-peers');
 const part = (p) => !only || only.has(p);
 const started = Date.now();
-const workDir = fileURLToPath(new URL('./results/latest/', import.meta.url));
-rmSync(workDir, { recursive: true, force: true });
+const docPath = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
+const findingsPath = fileURLToPath(new URL('./findings.md', import.meta.url));
+
+const renderArg = argv.find((a) => a.startsWith('--render='));
+if (renderArg) {
+  const saved = JSON.parse(readFileSync(renderArg.slice(9), 'utf8'));
+  writeFileSync(docPath, renderMarkdown(saved, { findings: readFileSync(findingsPath, 'utf8') }));
+  console.log(`wrote docs/benchmarks.md from ${renderArg.slice(9)} (run of ${saved.startedAt})`);
+  process.exit(0);
+}
+
+const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
+const kind = quick ? 'quick' : 'full';
+const workName = `${kind}-${new Date(started).toISOString().replace(/[:.]/g, '-')}-${process.pid}`;
+const workDir = `${resultsDir}${workName}/`;
 mkdirSync(workDir, { recursive: true });
+try {
+  const old = readdirSync(resultsDir)
+    .filter((d) => d.startsWith(`${kind}-`))
+    .sort()
+    .slice(0, -3);
+  for (const d of old) rmSync(`${resultsDir}${d}`, { recursive: true, force: true });
+} catch {
+  // nothing to prune
+}
 
 const m = machine();
 console.log(`machine: ${machineLine(m)}${quick ? '  (quick: harness check, figures not meaningful)' : ''}`);
@@ -85,12 +111,10 @@ if (quick) {
 writeFileSync(`${workDir}report.json`, JSON.stringify(report, null, 1));
 const writeDoc = !quick && !only && wantPeers && report.edge?.peers;
 if (writeDoc) {
-  const doc = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
-  const findings = readFileSync(fileURLToPath(new URL('./findings.md', import.meta.url)), 'utf8');
-  writeFileSync(doc, renderMarkdown(report, { findings }));
+  writeFileSync(docPath, renderMarkdown(report, { findings: readFileSync(findingsPath, 'utf8') }));
   console.log(`\nwrote docs/benchmarks.md`);
 }
-console.log(`\ndone in ${report.seconds.toFixed(0)} s; working files in bench/results/latest/`);
+console.log(`\ndone in ${report.seconds.toFixed(0)} s; working files in bench/results/${workName}/`);
 
 function allTargets(r) {
   const out = [];

@@ -42,8 +42,8 @@ export function renderMarkdown(r, { findings = '' } = {}) {
   if (r.decider) out.push(...deciderSection(r.decider));
   if (r.sdk) out.push(...sdkSection(r.sdk));
   if (r.edge) out.push(...edgeSection(r.edge));
-  if (findings.trim())
-    out.push('## Where the time goes, and what would close the gaps', '', findings.trim(), '');
+  const analysis = findings.replace(/<!--[\s\S]*?-->/g, '').trim();
+  if (analysis) out.push('## Where the time goes, and what would close the gaps', '', analysis, '');
   return `${out.join('\n')}\n`;
 }
 
