@@ -451,13 +451,46 @@ async function sshFlow(
   const hostDecision = decideTarget(policy, 'ssh', target, name ?? literal, service, now);
   const checks = new Checks();
   if (checks.fail(hostDecision)) return refuse(conn, flow, checks.denied!);
+  await resolveAndRelay(
+    rt,
+    conn,
+    flow,
+    checks,
+    policy,
+    { scheme: 'ssh', target, name, literal, service },
+    buffer,
+    (upstream) => verifySshBanner(rt, conn, upstream),
+  );
+}
+
+/**
+ * The tail of a nameless flow (SSH, raw TCP) once its target is allowed: resolve what to dial (each
+ * address decided again), record the decision, relay the buffered first bytes and splice.
+ */
+async function resolveAndRelay(
+  rt: EdgeRuntime,
+  conn: Connection,
+  flow: ReturnType<EdgeRuntime['newFlow']>,
+  checks: Checks,
+  policy: Policy,
+  at: {
+    scheme: 'ssh' | 'tcp';
+    target: Exclude<TunnelTarget, { kind: 'sni' }>;
+    name: string | undefined;
+    literal: string | undefined;
+    service: string | undefined;
+  },
+  buffer: Buffer,
+  verify?: Parameters<typeof relay>[3]['verify'],
+): Promise<void> {
+  const port = at.target.port;
   const q: DestinationQuery = {
-    scheme: 'ssh',
+    scheme: at.scheme,
     port,
-    service,
-    name,
-    literal,
-    original: target.kind === 'original' ? target.address : undefined,
+    service: at.service,
+    name: at.name,
+    literal: at.literal,
+    original: at.target.kind === 'original' ? at.target.address : undefined,
   };
   const resolved = await destinationOrEnd(rt, conn, flow, checks, policy, q);
   if (!resolved) return;
@@ -467,7 +500,7 @@ async function sshFlow(
     addresses: resolved.dial,
     port,
     first: buffer,
-    verify: (upstream) => verifySshBanner(rt, conn, upstream),
+    verify,
   });
 }
 
@@ -520,18 +553,15 @@ async function rawFlow(
       : tcp;
   const checks = new Checks();
   if (checks.fail(first)) return refuse(conn, flow, checks.denied!);
-  const q: DestinationQuery = {
-    scheme: 'tcp',
-    port,
-    service,
-    name,
-    literal,
-    original: target.kind === 'original' ? target.address : undefined,
-  };
-  const resolved = await destinationOrEnd(rt, conn, flow, checks, policy, q);
-  if (!resolved) return;
-  flow.decide(resolved.decision);
-  await relay(rt, conn, flow, { decision: resolved.decision, addresses: resolved.dial, port, first: buffer });
+  await resolveAndRelay(
+    rt,
+    conn,
+    flow,
+    checks,
+    policy,
+    { scheme: 'tcp', target, name, literal, service },
+    buffer,
+  );
 }
 
 /**
