@@ -3,8 +3,14 @@
  * resolver answers, and every address is decided again (special-purpose rule). Transparent flows: the
  * claimed name must resolve to the original destination, which is then the one address dialled.
  */
-import type { Decision, Policy, Scheme } from '@egress-guard/policy';
-import { decideAddresses, withReason } from './decisions.js';
+import {
+  type Decision,
+  decideAddresses,
+  type Policy,
+  refineDecision,
+  type Scheme,
+} from '@egress-guard/policy';
+
 import type { EdgeRuntime } from './runtime.js';
 import { ALERT } from './tls-wire.js';
 
@@ -72,7 +78,7 @@ export async function resolveDestination(
       // The claim is an address: it must be the one the client connected to.
       if (q.literal !== address) {
         const how = `the request names the address ${q.literal} but the client connected to ${address}`;
-        if (checks.fail(withReason(policy.decide({ ...base, address }, now), 'dns_mismatch', how))) {
+        if (checks.fail(refineDecision(policy.decide({ ...base, address }, now), 'dns_mismatch', how))) {
           return { status: 'decided', decision: checks.denied!, dial: [] };
         }
       }
@@ -82,7 +88,7 @@ export async function resolveDestination(
     }
     if (q.name !== undefined && !(await rt.resolver.resolvesTo(q.name, address))) {
       const how = `${q.name} does not resolve to ${address}, the address the client connected to (checked through the edge's resolver)`;
-      if (checks.fail(withReason(policy.decide({ ...base, host: q.name }, now), 'dns_mismatch', how))) {
+      if (checks.fail(refineDecision(policy.decide({ ...base, host: q.name }, now), 'dns_mismatch', how))) {
         return { status: 'decided', decision: checks.denied!, dial: [] };
       }
     }

@@ -5,19 +5,20 @@
 import { randomBytes } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
 import {
+  blankDecision,
   createEventEmitter,
   diffPolicies,
   EgressPolicyError,
   type EventEmitter,
   loadPolicyFile,
   type Policy,
+  refineDecision,
 } from '@egress-guard/policy';
 import type { Registry } from 'prom-client';
 import { AdminServer } from './admin-server.js';
 import { canonicalAddress, ResolverCache, resolverFromLookup } from './claims.js';
 import type { EdgeLimits, ListenerKind, ListenerOptions, ResolvedEdgeOptions } from './config.js';
 import { Connection } from './connection.js';
-import { blankDecision, withReason } from './decisions.js';
 import { httpError } from './flow.js';
 import { FlowRecord } from './flow-record.js';
 import { HttpForwarder } from './http-forwarder.js';
@@ -395,7 +396,7 @@ export class EdgeServer implements EdgeRuntime {
       refusal.scope === 'total'
         ? `the edge already holds ${refusal.limit} connections (limits.maxConnections)`
         : `${source} already holds ${refusal.limit} connections (limits.maxConnectionsPerSource)`;
-    const d = withReason(base, 'connection_limit', how, true);
+    const d = refineDecision(base, 'connection_limit', how, true);
     flow.decide(d);
     if (l.kind === 'explicit') socket.end(httpError(503, d.reason, d.message));
     const timer = setTimeout(() => socket.destroy(), l.kind === 'explicit' ? 500 : 0);

@@ -7,10 +7,18 @@
  */
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { type Decision, normaliseHostName, type Policy, parseHost } from '@egress-guard/policy';
+import {
+  blankDecision,
+  CONNECTION_SCHEMES,
+  type Decision,
+  decideAnyScheme,
+  normaliseHostName,
+  type Policy,
+  parseHost,
+  refineDecision,
+} from '@egress-guard/policy';
 import { canonicalAddress } from './claims.js';
 import type { Connection } from './connection.js';
-import { blankDecision, decideSchemes, TLS_FLOW_SCHEMES, withReason } from './decisions.js';
 import { Checks, type DestinationQuery, resolveDestination } from './destination.js';
 import { DialError, dial } from './dialer.js';
 import { type FirstBytes, readFirstBytes } from './first-bytes.js';
@@ -176,7 +184,7 @@ export async function runTunnel(
         refuse(
           conn,
           flow,
-          withReason(contextDecision(policy, service, target, port), reason, detail, true),
+          refineDecision(contextDecision(policy, service, target, port), reason, detail, true),
           httpError(400, reason, detail),
         );
         return;
@@ -209,7 +217,7 @@ function contextDecision(
 ): Decision {
   const now = Date.now();
   if (target.kind === 'connect')
-    return decideSchemes(policy, TLS_FLOW_SCHEMES, { host: target.host, port, service }, now);
+    return decideAnyScheme(policy, CONNECTION_SCHEMES.tls, { host: target.host, port, service }, now);
   if (target.kind === 'original')
     return policy.decide({ scheme: 'tcp', address: target.address, port, service }, now);
   return blankDecision(policy, service, port, now);
@@ -222,7 +230,7 @@ function refuseUnread(rt: EdgeRuntime, conn: Connection, read: FirstBytes<unknow
     refuse(
       conn,
       flow,
-      withReason(
+      refineDecision(
         base,
         'hello_timeout',
         `no complete hello within ${seconds}s (${read.buffer.length} bytes received)`,
@@ -233,7 +241,7 @@ function refuseUnread(rt: EdgeRuntime, conn: Connection, read: FirstBytes<unknow
     refuse(
       conn,
       flow,
-      withReason(
+      refineDecision(
         base,
         'hello_too_large',
         `more than ${rt.limits.helloMaxBytes} bytes without a complete hello`,
@@ -243,7 +251,7 @@ function refuseUnread(rt: EdgeRuntime, conn: Connection, read: FirstBytes<unknow
   } else {
     // The client closed (or failed) before its first message was complete: nothing to relay.
     flow.decide(
-      withReason(
+      refineDecision(
         base,
         'protocol_not_allowed',
         `the client closed after ${read.buffer.length} bytes, before a complete hello`,
@@ -276,7 +284,7 @@ async function tlsFlow(
           ? 'tls_version'
           : 'protocol_not_allowed';
     const alert = reason === 'tls_version' ? fatalAlert(ALERT.protocolVersion, 0x0301) : undefined;
-    refuse(conn, flow, withReason(base, reason, `ClientHello refused: ${parse.detail}`, true), alert);
+    refuse(conn, flow, refineDecision(base, reason, `ClientHello refused: ${parse.detail}`, true), alert);
     return;
   }
   const hello = parse.hello;
@@ -296,9 +304,9 @@ async function tlsFlow(
 
   const hostDecision =
     host !== undefined
-      ? decideSchemes(policy, TLS_FLOW_SCHEMES, { host, port, service }, now)
+      ? decideAnyScheme(policy, CONNECTION_SCHEMES.tls, { host, port, service }, now)
       : target.kind === 'original'
-        ? decideSchemes(policy, TLS_FLOW_SCHEMES, { address: target.address, port, service }, now)
+        ? decideAnyScheme(policy, CONNECTION_SCHEMES.tls, { address: target.address, port, service }, now)
         : blankDecision(policy, service, port, now);
 
   const checks = new Checks();
@@ -306,30 +314,30 @@ async function tlsFlow(
 
   if (hello.hasEch) {
     const how = `the ClientHello carries encrypted_client_hello, so its server_name${sni ? ` (${sni})` : ''} is the provider's public name, not the destination; clients must not use ECH through the edge`;
-    if (checks.fail(withReason(hostDecision, 'ech_present', how))) return stop();
+    if (checks.fail(refineDecision(hostDecision, 'ech_present', how))) return stop();
   }
   if (hello.serverName !== undefined && (sni === undefined || parseHost(sni).kind !== 'name')) {
     // RFC 6066: server_name holds a DNS name, never an address; anything else is refused, not guessed at.
     const how = `server_name ${JSON.stringify(hello.serverName)} is not a valid DNS name`;
-    if (checks.fail(withReason(hostDecision, 'invalid_destination', how, true))) return stop();
+    if (checks.fail(refineDecision(hostDecision, 'invalid_destination', how, true))) return stop();
   }
   if (sni === undefined && literal === undefined) {
     const how = 'the ClientHello carries no server_name, so the destination cannot be checked';
     // Nothing to route by on an SNI listener, even in report mode.
-    if (checks.fail(withReason(hostDecision, 'sni_missing', how, target.kind === 'sni'))) return stop();
+    if (checks.fail(refineDecision(hostDecision, 'sni_missing', how, target.kind === 'sni'))) return stop();
   }
   if (target.kind === 'connect' && sni !== undefined && sni !== name) {
     const how =
       literal !== undefined
         ? `CONNECT names the address ${literal} but the ClientHello names ${sni}`
         : `CONNECT names ${target.host} but the ClientHello names ${sni}; the tunnel must carry the name it was opened for`;
-    if (checks.fail(withReason(hostDecision, 'sni_mismatch', how), ALERT.unrecognizedName)) return stop();
+    if (checks.fail(refineDecision(hostDecision, 'sni_mismatch', how), ALERT.unrecognizedName)) return stop();
   }
   if (checks.fail(hostDecision)) return stop();
   const floor = TLS_VERSION_NUMBERS[hostDecision.tls.minVersion];
   if (clientVersion < floor) {
     const how = `the client offers at most ${tlsVersionName(clientVersion)}, below the rule's minVersion ${hostDecision.tls.minVersion}`;
-    if (checks.fail(withReason(hostDecision, 'tls_version', how), ALERT.protocolVersion)) return stop();
+    if (checks.fail(refineDecision(hostDecision, 'tls_version', how), ALERT.protocolVersion)) return stop();
   }
 
   const q: DestinationQuery = {
@@ -388,7 +396,7 @@ async function destinationOrEnd(
     return undefined;
   }
   if (result.status === 'nothing') {
-    const d = withReason(
+    const d = refineDecision(
       checks.reported ?? blankDecision(policy, q.service, q.port),
       'sni_missing',
       'no name to route by',
@@ -434,7 +442,7 @@ async function sshFlow(
       parse.reason === 'ssh1'
         ? `SSH protocol 1 is not allowed (${parse.detail})`
         : `SSH banner refused: ${parse.detail}`;
-    refuse(conn, flow, withReason(base, reason, how, true));
+    refuse(conn, flow, refineDecision(base, reason, how, true));
     return;
   }
   if (target.kind === 'sni') {
@@ -442,7 +450,7 @@ async function sshFlow(
     refuse(
       conn,
       flow,
-      withReason(blankDecision(policy, service, port, now), 'protocol_not_allowed', how, true),
+      refineDecision(blankDecision(policy, service, port, now), 'protocol_not_allowed', how, true),
     );
     return;
   }
@@ -538,7 +546,7 @@ async function rawFlow(
     refuse(
       conn,
       flow,
-      withReason(blankDecision(policy, service, port, now), 'protocol_not_allowed', how, true),
+      refineDecision(blankDecision(policy, service, port, now), 'protocol_not_allowed', how, true),
     );
     return;
   }
@@ -549,7 +557,7 @@ async function rawFlow(
     !tcp.allowed || tcp.result === 'reported'
       ? tcp.reason === 'explicit_deny'
         ? tcp
-        : withReason(tcp, 'protocol_not_allowed', how)
+        : refineDecision(tcp, 'protocol_not_allowed', how)
       : tcp;
   const checks = new Checks();
   if (checks.fail(first)) return refuse(conn, flow, checks.denied!);

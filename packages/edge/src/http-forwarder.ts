@@ -7,11 +7,11 @@
  */
 import http from 'node:http';
 import type net from 'node:net';
-import { type Decision, type Policy, parseHost } from '@egress-guard/policy';
+import { blankDecision, type Decision, type Policy, parseHost, refineDecision } from '@egress-guard/policy';
 import { canonicalAddress, sameName } from './claims.js';
 import type { EdgeLimits } from './config.js';
 import type { Connection } from './connection.js';
-import { blankDecision, withReason } from './decisions.js';
+
 import { Checks, type DestinationQuery, resolveDestination } from './destination.js';
 import { DialError, dial } from './dialer.js';
 import { closeGently, httpError, splice } from './flow.js';
@@ -154,7 +154,7 @@ export class HttpForwarder {
       const detail = head.status === 'error' ? head.detail : 'incomplete head';
       const base = blankDecision(policy, service, fallbackPort);
       return deny(
-        withReason(
+        refineDecision(
           base,
           'protocol_not_allowed',
           `the request head is not acceptable HTTP/1.x: ${detail}`,
@@ -289,7 +289,12 @@ export class HttpForwarder {
     if (parsed.status !== 'ok') {
       const base = blankDecision(policy, service, 'port' in ctx ? ctx.port : 80);
       return deny(
-        withReason(base, 'protocol_not_allowed', 'the upgrade request head is not acceptable HTTP/1.x', true),
+        refineDecision(
+          base,
+          'protocol_not_allowed',
+          'the upgrade request head is not acceptable HTTP/1.x',
+          true,
+        ),
         400,
       );
     }
@@ -352,7 +357,7 @@ export class HttpForwarder {
     const flow = rt.newFlow(entry.conn);
     const service = rt.policy.serviceForAddress(entry.conn.source);
     const base = blankDecision(rt.policy, service, 'port' in entry.ctx ? entry.ctx.port : 80);
-    const d = withReason(base, reason, `the request could not be read: ${err.code ?? err.message}`, true);
+    const d = refineDecision(base, reason, `the request could not be read: ${err.code ?? err.message}`, true);
     flow.decide(d);
     const status = reason === 'hello_too_large' ? 431 : reason === 'hello_timeout' ? 408 : 400;
     closeGently(socket, httpError(status, reason, d.message));
@@ -402,10 +407,10 @@ export class HttpForwarder {
     if (target.problem) {
       const p = target.problem;
       const status = p.reason === 'protocol_not_allowed' ? 400 : 403;
-      if (checks.fail(withReason(decision, p.reason, p.how, p.enforce))) return denied(status);
+      if (checks.fail(refineDecision(decision, p.reason, p.how, p.enforce))) return denied(status);
     }
     if (parsedHost?.kind === 'invalid') {
-      if (checks.fail(withReason(decision, 'invalid_destination', parsedHost.detail, true)))
+      if (checks.fail(refineDecision(decision, 'invalid_destination', parsedHost.detail, true)))
         return denied(400);
     }
     if (checks.fail(decision)) return denied();
@@ -413,7 +418,7 @@ export class HttpForwarder {
     const result = await resolveDestination(rt, policy, q, checks);
     if (checks.denied) return denied();
     if (result.status === 'nothing') {
-      checks.fail(withReason(decision, 'sni_missing', 'the request names no host to route by', true));
+      checks.fail(refineDecision(decision, 'sni_missing', 'the request names no host to route by', true));
       return denied();
     }
     if (result.status === 'unresolved')

@@ -11,13 +11,14 @@ import {
   type Decision,
   type DecisionEvent,
   type Destination,
+  decideConnection,
+  decideInvalid,
   diffPolicies,
-  EgressDeniedError,
   EgressError,
   EgressOptionsError,
   EgressPolicyError,
-  EgressTlsError,
   type EventEmitter,
+  errorForDecision,
   loadPolicyFile,
   loadPolicyFileSync,
   type Policy,
@@ -176,35 +177,20 @@ export class EgressGuard {
   }
 
   /**
-   * Decides a transport: may this host be reached on this port over TLS (or plaintext) at all? Tried as
-   * https then wss (or http then ws). Used where a connection is opened without the request in view: the
-   * request itself was decided by the hook that caused the connection.
+   * Decides a connection whose content is not in view (see `decideConnection`): used where a connection
+   * is opened without its request in view; each request on it is decided by the hook that sent it.
    */
   decideTransport(host: string, port: number, tls: boolean): Decision {
-    const first = this.decide({ scheme: tls ? 'https' : 'http', host, port });
-    if (first.allowed || first.reason !== 'scheme_not_allowed') return first;
-    const second = this.decide({ scheme: tls ? 'wss' : 'ws', host, port });
-    return second.allowed ? second : first;
+    return decideConnection(
+      this.current,
+      { host, port, transport: tls ? 'tls' : 'plain', service: this.service },
+      this.now(),
+    );
   }
 
-  /** A denial for a caller who turned certificate verification off where the rule does not allow it. */
-  verifyDisabledDecision(decision: Decision): Decision {
-    const rule = decision.rule ? `rule "${decision.rule}"` : 'the rule';
-    // Report mode blocks nothing: the would-deny is reported and the connection goes ahead.
-    const report = decision.mode === 'report';
-    const message = `egress denied: ${decision.scheme}://${decision.host}:${decision.port} [tls_verify_disabled]: the caller turned off certificate verification (rejectUnauthorized: false or NODE_TLS_REJECT_UNAUTHORIZED=0) but ${rule} does not allow it; to allow it, set tls: { verify: false } on that rule`;
-    return {
-      ...decision,
-      result: report ? 'reported' : 'denied',
-      allowed: report,
-      reason: 'tls_verify_disabled',
-      message: report ? `would be ${message} (report mode)` : message,
-    };
-  }
-
-  /** A denial for a destination that could not even be parsed. */
+  /** A destination that could not even be parsed: `invalid_destination`, naming what was seen. */
   invalidDecision(what: string): Decision {
-    return this.decide({ scheme: 'https', host: `invalid host ${what}`, port: 443 });
+    return decideInvalid(this.current, what, { service: this.service }, this.now());
   }
 
   /**
@@ -224,18 +210,8 @@ export class EgressGuard {
   }
 
   /** The error a hook fails a denied request with: code, reason, rule, host, port, and how to allow it. */
-  errorFor(decision: Decision): EgressError {
-    const fields = {
-      reason: decision.reason,
-      rule: decision.rule,
-      host: decision.host,
-      port: decision.port,
-      policyHash: decision.policyHash,
-    };
-    if (decision.reason === 'tls_version' || decision.reason === 'tls_verify_disabled') {
-      return new EgressTlsError(decision.message, fields);
-    }
-    return new EgressDeniedError(decision.message, fields);
+  errorFor(decision: Decision, cause?: unknown): EgressError {
+    return errorForDecision(decision, cause);
   }
 
   /** Admits a call through the breaker of its rule and origin (undefined when the rule has none). */

@@ -3,14 +3,12 @@ import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import type { Decision } from '@egress-guard/policy';
+import { type Decision, decideTlsVersion, decideVerifyDisabled, meetsTlsFloor } from '@egress-guard/policy';
 import { contextOf } from './connection-context.js';
 import type { EgressGuard } from './egress-guard.js';
 import { guardedLookup } from './guarded-lookup.js';
 import { errorType, outcomeOf, translateTlsError } from './patches/http.js';
 import { timeoutError } from './timeouts.js';
-
-const RANK: Record<string, number> = { SSLv3: 0, TLSv1: 1, 'TLSv1.1': 2, 'TLSv1.2': 3, 'TLSv1.3': 4 };
 
 type Callback = (error: Error | null, socket?: Duplex) => void;
 type ConnectOptions = http.ClientRequestArgs & tls.ConnectionOptions & { lookup?: unknown; path?: string };
@@ -129,25 +127,24 @@ function guardedConnection(
     // Report mode blocks nothing: a TLS would-deny is logged and the connection goes ahead as asked.
     const report = decision.mode === 'report';
     const dest = { scheme: decision.scheme, host, port };
-    if (opts.maxVersion && (RANK[opts.maxVersion] ?? 0) < (RANK[floor] ?? 0)) {
-      const denial = versionDecision(decision, `the caller capped TLS at ${opts.maxVersion}`);
-      if (report) guard.record(reported(denial), dest, `${hook}.floor`);
+    if (opts.maxVersion && !meetsTlsFloor(opts.maxVersion, floor)) {
+      const denial = decideTlsVersion(decision, `the caller capped TLS at ${opts.maxVersion}`);
+      if (report) guard.record(denial, dest, `${hook}.floor`);
       else {
         if (own) complete(guard, own, hook, started, 'tls', 'tls_version');
         return fail(guard.errorFor(denial));
       }
     }
-    if (!report && (!opts.minVersion || (RANK[opts.minVersion] ?? 0) < (RANK[floor] ?? 0)))
-      opts.minVersion = floor;
+    if (!report && (!opts.minVersion || !meetsTlsFloor(opts.minVersion, floor))) opts.minVersion = floor;
     if (opts.rejectUnauthorized === false) {
       if (decision.tls.verify === false) {
         // Allowed by the rule, and logged on every use.
         guard.check(dest, `${hook}.verify-disabled`);
       } else if (report) {
-        guard.record(reported(guard.verifyDisabledDecision(decision)), dest, `${hook}.verify-disabled`);
+        guard.record(decideVerifyDisabled(decision), dest, `${hook}.verify-disabled`);
       } else {
         if (own) complete(guard, own, hook, started, 'tls', 'tls_verify_disabled');
-        return fail(guard.errorFor(guard.verifyDisabledDecision(decision)));
+        return fail(guard.errorFor(decideVerifyDisabled(decision)));
       }
     }
     if (guard.ca !== undefined && opts.ca === undefined) {
@@ -182,10 +179,10 @@ function guardedConnection(
     socket.once('secureConnect', () => {
       const version = (socket as tls.TLSSocket).getProtocol() ?? 'unknown';
       tlsVersion = version;
-      if ((RANK[version] ?? -1) >= (RANK[decision.tls.minVersion] ?? 0)) return;
-      const denial = versionDecision(decision, `the server negotiated ${version}`);
+      if (meetsTlsFloor(version, decision.tls.minVersion)) return;
+      const denial = decideTlsVersion(decision, `the server negotiated ${version}`);
       if (decision.mode === 'report') {
-        guard.record(reported(denial), { scheme: decision.scheme, host, port }, `${hook}.floor`);
+        guard.record(denial, { scheme: decision.scheme, host, port }, `${hook}.floor`);
         return;
       }
       error = guard.errorFor(denial);
@@ -237,25 +234,4 @@ function complete(
     'error.type': errorType,
     ...extra,
   });
-}
-
-/** A denial for a connection below the rule's TLS floor (EgressGuard.errorFor makes it an EgressTlsError). */
-function versionDecision(decision: Decision, what: string): Decision {
-  return {
-    ...decision,
-    result: 'denied',
-    allowed: false,
-    reason: 'tls_version',
-    message: `egress denied: ${decision.host}:${decision.port} [tls_version]: ${what}, below the floor ${decision.tls.minVersion}${decision.rule ? ` of rule "${decision.rule}"` : ''}; the server must support ${decision.tls.minVersion} or the rule's tls.minVersion must be lowered`,
-  };
-}
-
-/** The same denial as a would-deny of report mode: logged, not enforced. */
-function reported(denial: Decision): Decision {
-  return {
-    ...denial,
-    result: 'reported',
-    allowed: true,
-    message: `would be ${denial.message} (report mode)`,
-  };
 }

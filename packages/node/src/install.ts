@@ -31,7 +31,7 @@ export function install(options: InstallOptions = {}): EgressGuard {
   const hooks = options.hooks ?? {};
   const restore: Array<() => void> = [];
   installed = { guard, restore };
-  restore.push(patchSocketConnect(current), patchTlsConnect(current), patchProcessBinding());
+  restore.push(patchSocketConnect(current), patchTlsConnect(current), patchProcessBinding(current));
   if (hooks.dns !== false) restore.push(patchDns(current));
   if (hooks.fetch !== false) restore.push(patchFetch(guard));
   if (hooks.undici !== false) restore.push(patchUndiciModules(current, undiciSearchPaths()));

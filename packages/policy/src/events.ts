@@ -154,10 +154,11 @@ export interface EmitterOptions {
    */
   flushOnExit?: boolean | undefined;
   /**
-   * How many bytes (approximately) may wait in a destination that has signalled backpressure before
-   * further events are dropped and counted. Default 64 MiB. Applies to the destination the emitter
-   * writes to itself, not to an application logger's stream. Emitters given the same destination share
-   * one bound (the first one's) and one set of counts.
+   * How many bytes of events may be held in memory for a destination that is behind (the emitter's own
+   * queue plus the destination's buffer, as they are now) before further events are dropped and
+   * counted; dropping stops when that is down to half the bound, and the loss is then reported. Default
+   * 64 MiB. Applies to the destination the emitter writes to itself, not to an application logger's
+   * stream. Emitters given the same destination share one bound (the first one's) and one set of counts.
    */
   maxBufferedBytes?: number | undefined;
   /** `egress.source` of the emitter's own events (`egress.events.dropped`). Default: that of the last event. */

@@ -6,6 +6,7 @@
 export * from './address/index.js';
 export { canonicalJson } from './canonical-json.js';
 export { DEFAULT_BREAKER, DEFAULT_TIMEOUTS, DEFAULT_TLS } from './compiled-rule.js';
+export * from './decide/index.js';
 export { didYouMean } from './did-you-mean.js';
 export { formatDuration, parseDuration } from './duration.js';
 export * from './errors.js';

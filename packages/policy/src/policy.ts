@@ -11,7 +11,7 @@ import {
   DEFAULT_TLS,
   type RuleDefaults,
 } from './compiled-rule.js';
-import { Decider, type DecisionScope } from './decider.js';
+import { Decider, type DecisionScope } from './decide/decider.js';
 import { EgressPolicyError, type PolicyProblem } from './errors.js';
 import { compileHostPattern } from './host-pattern.js';
 import { parsePolicyObject, parsePolicyText } from './parse-document.js';

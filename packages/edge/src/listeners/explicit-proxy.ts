@@ -1,3 +1,4 @@
+import { CONNECTION_SCHEMES, decideAnyScheme, refineDecision } from '@egress-guard/policy';
 /**
  * The explicit proxy listener: clients configured with `HTTPS_PROXY`/`HTTP_PROXY` send `CONNECT host:port`
  * (a tunnel, whose contents are then sniffed like any other flow, with the CONNECT host as the claim the
@@ -5,7 +6,6 @@
  */
 
 import type { Connection } from '../connection.js';
-import { ANY_SCHEME, decideSchemes, withReason } from '../decisions.js';
 import { readFirstBytes } from '../first-bytes.js';
 import { closeGently, httpError, refuse, runTunnel } from '../flow.js';
 import type { EdgeRuntime } from '../runtime.js';
@@ -32,7 +32,7 @@ export async function handleExplicit(rt: EdgeRuntime, conn: Connection): Promise
   if (read.status !== 'ok') {
     const flow = rt.newFlow(conn);
     if (read.status === 'timeout') {
-      const d = withReason(
+      const d = refineDecision(
         base(),
         'hello_timeout',
         `no complete request head within ${rt.limits.helloTimeout / 1000}s`,
@@ -40,11 +40,16 @@ export async function handleExplicit(rt: EdgeRuntime, conn: Connection): Promise
       );
       refuse(conn, flow, d, httpError(408, d.reason, d.message));
     } else if (read.status === 'too_large') {
-      const d = withReason(base(), 'hello_too_large', `request head larger than ${max} bytes`, true);
+      const d = refineDecision(base(), 'hello_too_large', `request head larger than ${max} bytes`, true);
       refuse(conn, flow, d, httpError(431, d.reason, d.message));
     } else {
       flow.decide(
-        withReason(base(), 'protocol_not_allowed', 'the client closed before a complete request head', true),
+        refineDecision(
+          base(),
+          'protocol_not_allowed',
+          'the client closed before a complete request head',
+          true,
+        ),
       );
       conn.client.destroy();
       flow.complete('denied', conn.abortReason ?? 'client_closed');
@@ -55,7 +60,12 @@ export async function handleExplicit(rt: EdgeRuntime, conn: Connection): Promise
   if (head.status === 'error') {
     const flow = rt.newFlow(conn);
     const reason = head.reason === 'too_large' ? 'hello_too_large' : 'protocol_not_allowed';
-    const d = withReason(base(), reason, `not an acceptable HTTP/1.x proxy request: ${head.detail}`, true);
+    const d = refineDecision(
+      base(),
+      reason,
+      `not an acceptable HTTP/1.x proxy request: ${head.detail}`,
+      true,
+    );
     refuse(conn, flow, d, httpError(reason === 'hello_too_large' ? 431 : 400, reason, d.message));
     return;
   }
@@ -85,7 +95,7 @@ export async function openTunnel(
 ): Promise<void> {
   const policy = rt.policy;
   const service = policy.serviceForAddress(conn.source);
-  const pre = decideSchemes(policy, ANY_SCHEME, { host, port, service });
+  const pre = decideAnyScheme(policy, CONNECTION_SCHEMES.any, { host, port, service });
   if (pre.result === 'denied') {
     refuse(conn, rt.newFlow(conn), pre, httpError(403, pre.reason, pre.message));
     return;

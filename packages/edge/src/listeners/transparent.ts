@@ -1,3 +1,4 @@
+import { refineDecision } from '@egress-guard/policy';
 /**
  * The transparent listener: connections redirected by iptables/nftables REDIRECT (or TPROXY). The
  * original destination is the fact; the SNI or Host is the claim, which must resolve through the edge's
@@ -6,7 +7,6 @@
 import { canonicalAddress } from '../claims.js';
 import type { OriginalDestinationReader } from '../config.js';
 import type { Connection } from '../connection.js';
-import { withReason } from '../decisions.js';
 import { refuse, runTunnel } from '../flow.js';
 import { originalDestination } from '../original-destination.js';
 import type { EdgeRuntime } from '../runtime.js';
@@ -43,7 +43,7 @@ export function handleTransparent(
     refuse(
       conn,
       rt.newFlow(conn),
-      withReason(base, 'invalid_destination', problem ?? 'no original destination', true),
+      refineDecision(base, 'invalid_destination', problem ?? 'no original destination', true),
     );
     return Promise.resolve();
   }

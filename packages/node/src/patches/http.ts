@@ -3,7 +3,18 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { urlToHttpOptions } from 'node:url';
-import { type Decision, EgressCircuitOpenError, type Scheme } from '@egress-guard/policy';
+import {
+  type Decision,
+  decideCircuitOpen,
+  decideProxyHop,
+  decideTlsVersion,
+  decideTunnelTarget as decideTunnelTargetOf,
+  type EgressError,
+  errorForDecision,
+  meetsTlsFloor,
+  parseAuthority,
+  type Scheme,
+} from '@egress-guard/policy';
 import type { BreakerAdmission } from '../breakers.js';
 import { attachContext, type ConnectionContext, contextOf } from '../connection-context.js';
 import type { EgressGuard } from '../egress-guard.js';
@@ -17,8 +28,6 @@ type Options = http.RequestOptions &
 type AddRequest = (this: http.Agent, req: http.ClientRequest, options: unknown, ...rest: unknown[]) => void;
 // `addRequest` is public in Node but missing from @types/node.
 const agentPrototype = http.Agent.prototype as unknown as { addRequest: AddRequest };
-
-const RANK: Record<string, number> = { SSLv3: 0, TLSv1: 1, 'TLSv1.1': 2, 'TLSv1.2': 3, 'TLSv1.3': 4 };
 
 /**
  * Patches `http.request`, `http.get`, `https.request` and `https.get` so that every request is decided
@@ -418,25 +427,19 @@ export function decideTunnelTarget(
   }
   const recent = guard.recentRequest(parsed.host, parsed.port);
   if (recent) return { checked: undefined, target: { scheme: recent, ...parsed, secure: false } };
-  const tcp = { scheme: 'tcp' as const, host: parsed.host, port: parsed.port };
-  let raw = guard.decide(tcp);
-  if (!raw.allowed && raw.reason === 'scheme_not_allowed') {
-    const tls = guard.decide({ ...tcp, scheme: 'tls' });
-    if (tls.allowed) raw = tls;
-  }
-  const checked = guard.record(raw, { ...tcp, scheme: raw.scheme }, `${hook}.tunnel`);
-  return { checked, target: { scheme: raw.scheme, ...parsed, secure: false } };
+  const { decision } = decideTunnelTargetOf(guard.policy, authority, guard.service);
+  const checked = guard.record(
+    decision,
+    { scheme: decision.scheme, host: parsed.host, port: parsed.port },
+    `${hook}.tunnel`,
+  );
+  return { checked, target: { scheme: decision.scheme, ...parsed, secure: false } };
 }
 
 /** A forward proxy, decided as a transport: `http` (`https` for a TLS proxy), or a raw `tcp`/`tls` rule. */
 function decideProxy(guard: EgressGuard, hook: string, secure: boolean, host: string, port: number) {
-  const at = { scheme: (secure ? 'https' : 'http') as Scheme, host, port };
-  let decision = guard.decide(at);
-  if (!decision.allowed && decision.reason === 'scheme_not_allowed') {
-    const raw = guard.decide({ ...at, scheme: secure ? 'tls' : 'tcp' });
-    if (raw.allowed) decision = raw;
-  }
-  return guard.record(decision, { ...at, scheme: decision.scheme }, `${hook}.proxy`, {
+  const decision = decideProxyHop(guard.policy, { host, port, secure, service: guard.service });
+  return guard.record(decision, { scheme: decision.scheme, host, port }, `${hook}.proxy`, {
     url: `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}/`,
   });
 }
@@ -457,14 +460,6 @@ function connectionContext(guard: EgressGuard, decided: Decided, hook: string): 
 
 function originOf(target: Decided['target']): string {
   return `${target.secure ? 'https' : 'http'}://${hostForUrl(target.host)}:${target.port}`;
-}
-
-/** `host:port` or `[v6]:port`, as a CONNECT request names its target. */
-function parseAuthority(authority: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:/\s[\]]+)):(\d{1,5})$/.exec(authority);
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  return port >= 1 && port <= 65535 ? { host: (m[1] ?? m[2])!, port } : undefined;
 }
 
 /** An agent's `protocol` when it is a plain value (Node's agents), undefined when a getter computes it. */
@@ -697,20 +692,18 @@ const VERSION_FAILURE = /alert protocol version|unsupported protocol|no protocol
  * is: EgressTlsError (reason tls_version) naming the floor and the rule, with OpenSSL's error as cause.
  */
 export function translateTlsError(guard: EgressGuard, decision: Decision, error: Error): Error {
+  void guard;
+  // In report mode the floor is not set on the socket: a failed handshake is not the policy's doing.
+  if (decision.mode === 'report') return error;
   const code = (error as { code?: unknown }).code;
   if (!(error instanceof Error) || (code !== 'EPROTO' && !String(code ?? '').startsWith('ERR_SSL')))
     return error;
   if (!VERSION_FAILURE.test(error.message)) return error;
-  const floor = decision.tls.minVersion;
-  const translated = guard.errorFor({
-    ...decision,
-    result: 'denied',
-    allowed: false,
-    reason: 'tls_version',
-    message: `egress denied: ${decision.host}:${decision.port} [tls_version]: the TLS handshake found no version at or above the floor ${floor}${decision.rule ? ` of rule "${decision.rule}"` : ''} (the server offers only older ones); the server must support ${floor} or the rule's tls.minVersion must be lowered`,
-  });
-  Object.defineProperty(translated, 'cause', { value: error, configurable: true, writable: true });
-  return translated;
+  const denial = decideTlsVersion(
+    decision,
+    `the TLS handshake found no version at or above the floor ${decision.tls.minVersion} (the server offers only older ones)`,
+  );
+  return errorForDecision(denial, error);
 }
 
 /** Reports the outcome to the breaker: network errors, timeouts and 5xx fail; the caller's own abort and policy denials do not. */
@@ -748,12 +741,9 @@ export function circuitOpenError(
   secure: boolean,
   host: string,
   port: number,
-): EgressCircuitOpenError {
+): EgressError {
   const origin = `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}`;
-  return new EgressCircuitOpenError(
-    `egress failed fast: the circuit breaker for rule "${decision.rule}" and ${origin} is open after repeated failures; it retries after ${decision.breaker === false ? 0 : decision.breaker.resetTimeout} ms`,
-    { rule: decision.rule, host: decision.host, port, policyHash: decision.policyHash },
-  );
+  return errorForDecision(decideCircuitOpen(decision, origin));
 }
 
 /** Sets the rule's TLS floor unless the caller asked for a higher one (a lower cap is refused by the TLS layer). */
@@ -762,7 +752,7 @@ export function raiseFloor(options: { minVersion?: unknown }, decision: Decision
   if (decision.mode === 'report') return;
   const floor = decision.tls.minVersion;
   const asked = typeof options.minVersion === 'string' ? options.minVersion : undefined;
-  if (!asked || (RANK[asked] ?? 0) < (RANK[floor] ?? 0)) options.minVersion = floor;
+  if (!asked || !meetsTlsFloor(asked, floor)) options.minVersion = floor;
 }
 
 export function stripQuery(path: string): string {

@@ -1,4 +1,5 @@
-import { EgressDeniedError } from '@egress-guard/policy';
+import { decideNativeBinding, errorForDecision } from '@egress-guard/policy';
+import type { EgressGuard } from '../egress-guard.js';
 
 // The native handles beneath net, tls, dgram and dns. Node's own code reaches them through
 // internalBinding, never process.binding, so refusing them here breaks nothing of Node's.
@@ -13,18 +14,18 @@ const NETWORK_BINDINGS = new Set([
 
 /**
  * Refuses `process.binding('tcp_wrap')` and the other network bindings: with them, code could open
- * sockets below `net.Socket`, where no guard sees them.
+ * sockets below `net.Socket`, where no guard sees them. Each refusal is a decision event, in every mode.
  */
-export function patchProcessBinding(): () => void {
+export function patchProcessBinding(current: () => EgressGuard | undefined): () => void {
   const target = process as unknown as { binding(name: string): unknown };
   const original = target.binding;
   if (typeof original !== 'function') return () => {};
   const patched = function binding(this: unknown, name: string) {
-    if (NETWORK_BINDINGS.has(name)) {
-      throw new EgressDeniedError(
-        `egress denied: process.binding('${name}') opens sockets beneath the guard [protocol_not_allowed]; use net, tls, http or fetch, which the policy decides`,
-        { reason: 'protocol_not_allowed' },
-      );
+    const guard = current();
+    if (guard && NETWORK_BINDINGS.has(name)) {
+      const decision = decideNativeBinding(guard.policy, name, guard.service);
+      guard.record(decision, { scheme: 'tcp', port: decision.port }, 'process.binding');
+      throw errorForDecision(decision);
     }
     return original.call(this, name);
   };

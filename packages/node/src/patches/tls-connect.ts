@@ -1,12 +1,16 @@
 import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
-import { type Decision, EgressTlsError } from '@egress-guard/policy';
+import {
+  type Decision,
+  decideTlsVersion,
+  decideVerifyDisabled,
+  errorForDecision,
+  meetsTlsFloor,
+} from '@egress-guard/policy';
 import { contextOf } from '../connection-context.js';
 import type { EgressGuard } from '../egress-guard.js';
 import { guardedLookup } from '../guarded-lookup.js';
 import { completeOnClose } from './socket-connect.js';
-
-const RANK: Record<string, number> = { SSLv3: 0, TLSv1: 1, 'TLSv1.1': 2, 'TLSv1.2': 3, 'TLSv1.3': 4 };
 
 /**
  * Patches `tls.connect`, which every TLS client reaches (https agents, undici, http2, raw callers):
@@ -81,13 +85,12 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
       return refused(error, callback);
     };
     const checkedByHook = context.tlsChecked === true;
-    if (!checkedByHook && options.maxVersion && (RANK[options.maxVersion] ?? 0) < (RANK[floor] ?? 0)) {
-      const what = `the caller capped TLS at ${options.maxVersion}`;
-      const denial = tlsVersionDecision(decision, what);
+    if (!checkedByHook && options.maxVersion && !meetsTlsFloor(options.maxVersion, floor)) {
+      const denial = decideTlsVersion(decision, `the caller capped TLS at ${options.maxVersion}`);
       guard.record(denial, dest, 'tls.floor');
-      if (!denial.allowed) return refuse(denial, tlsError(decision, what));
+      if (!denial.allowed) return refuse(denial, errorForDecision(denial));
     }
-    if (!report && (!options.minVersion || (RANK[options.minVersion] ?? 0) < (RANK[floor] ?? 0)))
+    if (!report && (!options.minVersion || !meetsTlsFloor(options.minVersion, floor)))
       options.minVersion = floor;
     // NODE_TLS_REJECT_UNAUTHORIZED=0 is the process-wide way of turning verification off: the same rule applies.
     const verifyOff =
@@ -95,7 +98,7 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
       (options.rejectUnauthorized === undefined && process.env.NODE_TLS_REJECT_UNAUTHORIZED === '0');
     if (verifyOff && !checkedByHook) {
       if (decision.tls.verify !== false) {
-        const denial = guard.verifyDisabledDecision(decision);
+        const denial = decideVerifyDisabled(decision);
         guard.record(denial, dest, 'tls.verify-disabled');
         if (!denial.allowed) return refuse(denial, guard.errorFor(denial));
       } else {
@@ -108,11 +111,10 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
     if (!report) translateVersionErrors(socket, decision);
     socket.once('secureConnect', () => {
       const version = socket.getProtocol() ?? 'unknown';
-      if ((RANK[version] ?? -1) >= (RANK[floor] ?? 0)) return;
-      const what = `the server negotiated ${version}`;
-      const denial = tlsVersionDecision(decision, what);
+      if (meetsTlsFloor(version, floor)) return;
+      const denial = decideTlsVersion(decision, `the server negotiated ${version}`);
       guard.record(denial, dest, 'tls.floor');
-      if (!denial.allowed) socket.destroy(tlsError(decision, what));
+      if (!denial.allowed) socket.destroy(errorForDecision(denial));
     });
     return socket;
   } as typeof tls.connect;
@@ -151,41 +153,14 @@ function translateVersionErrors(socket: tls.TLSSocket, decision: Decision): void
       typeof error.code === 'string' &&
       VERSION_ERRORS.has(error.code)
     ) {
-      args[0] = tlsError(
+      const denial = decideTlsVersion(
         decision,
         `the server does not accept ${decision.tls.minVersion} or later (${error.code})`,
-        error,
       );
+      args[0] = errorForDecision(denial, error);
     }
     return (emit as (this: tls.TLSSocket, ...a: unknown[]) => boolean).call(this, event, ...args);
   } as typeof socket.emit;
-}
-
-/** A decision refusing a connection below the TLS floor (reported instead in report mode). */
-function tlsVersionDecision(decision: Decision, what: string): Decision {
-  const report = decision.mode === 'report';
-  const message = tlsError(decision, what).message;
-  return {
-    ...decision,
-    result: report ? 'reported' : 'denied',
-    allowed: report,
-    reason: 'tls_version',
-    message: report ? `would be ${message} (report mode)` : message,
-  };
-}
-
-function tlsError(decision: Decision, what: string, cause?: unknown): EgressTlsError {
-  return new EgressTlsError(
-    `egress denied: ${decision.host}:${decision.port} [tls_version]: ${what}, below the floor ${decision.tls.minVersion}${decision.rule ? ` of rule "${decision.rule}"` : ''}; the server must support ${decision.tls.minVersion} or the rule's tls.minVersion must be lowered`,
-    {
-      reason: 'tls_version',
-      rule: decision.rule,
-      host: decision.host,
-      port: decision.port,
-      policyHash: decision.policyHash,
-      cause,
-    },
-  );
 }
 
 /** tls.connect(options[, cb]) | (port[, host][, options][, cb]) | (path[, options][, cb]). */

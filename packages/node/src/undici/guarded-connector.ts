@@ -1,5 +1,5 @@
 import tls from 'node:tls';
-import type { Decision } from '@egress-guard/policy';
+import { type Decision, decideVerifyDisabled } from '@egress-guard/policy';
 import { buildConnector } from 'undici';
 import type { EgressGuard } from '../egress-guard.js';
 import { guardedLookup } from '../guarded-lookup.js';
@@ -27,7 +27,7 @@ export function guardedConnector(guard: EgressGuard, base: ConnectOptions = {}):
     const decision = guard.decideTransport(opts.hostname, port, tls);
     if (!decision.allowed) return callback(guard.errorFor(decision), null);
     if (tls && base.rejectUnauthorized === false && decision.tls.verify !== false) {
-      const denial = guard.verifyDisabledDecision(decision);
+      const denial = decideVerifyDisabled(decision);
       if (!denial.allowed) return callback(guard.errorFor(denial), null);
     }
     const key = `${opts.protocol}//${opts.hostname}:${port}`;

@@ -459,6 +459,11 @@ describe('threat 9: escapes the SDK does not hold (known gaps, documented in doc
     }
     await settle();
     expect(tcp.connections).toBe(0);
+    // Each refusal is a decision event, like any other denial.
+    const refusals = sink.decisions().filter((e) => e['egress.hook'] === 'process.binding');
+    expect(refusals.map((e) => [e['egress.decision'], e['egress.reason']])).toEqual(
+      Array(4).fill(['denied', 'protocol_not_allowed']),
+    );
   });
 
   it.fails('KNOWN GAP: a worker thread started without the preload has its own, unpatched net', async () => {

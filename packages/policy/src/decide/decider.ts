@@ -5,12 +5,12 @@ import {
   type SpecialRange,
   specialPurposeRange,
   unmapIpv4,
-} from './address/index.js';
-import { type CompiledRule, portAllowed, type RuleDefaults } from './compiled-rule.js';
-import { parseHost } from './host-name.js';
-import type { ReasonCode } from './reason-codes.js';
-import type { RuleIndex } from './rule-index.js';
-import { type Decision, type Destination, type Mode, SCHEMES, type Scheme } from './types.js';
+} from '../address/index.js';
+import { type CompiledRule, portAllowed, type RuleDefaults } from '../compiled-rule.js';
+import { parseHost } from '../host-name.js';
+import type { ReasonCode } from '../reason-codes.js';
+import type { RuleIndex } from '../rule-index.js';
+import { type Decision, type Destination, type Mode, SCHEMES, type Scheme } from '../types.js';
 
 /** One set of rules that a destination is decided against: the top level, or a service with it. */
 export interface DecisionScope {

@@ -1,0 +1,60 @@
+import type { Decision, Scheme } from '../types.js';
+import { decideAnyScheme } from './connection.js';
+import type { DecisionSource } from './decision-source.js';
+import { decideInvalid } from './invalid.js';
+
+/** A forward proxy a client dials: where it listens and whether the client speaks TLS to it. */
+export interface ProxyHop {
+  host: string;
+  port: number;
+  /** The client speaks TLS to the proxy itself (an `https://` proxy). */
+  secure: boolean;
+  service: string | undefined;
+}
+
+/**
+ * Decides the hop to a forward proxy as a transport: the proxy must be listed, as `http` (`https` for a
+ * TLS proxy) or as a raw `tcp` (`tls`) destination; methods and paths do not apply to the hop. The request
+ * it carries is decided on its own. A deny rule for either reading wins.
+ */
+export function decideProxyHop(policy: DecisionSource, hop: ProxyHop, now: number = Date.now()): Decision {
+  const schemes: readonly Scheme[] = hop.secure ? ['https', 'tls'] : ['http', 'tcp'];
+  return decideAnyScheme(policy, schemes, { host: hop.host, port: hop.port, service: hop.service }, now);
+}
+
+/** The target of a tunnel, as `CONNECT host:port` names it. */
+export interface TunnelTarget {
+  host: string;
+  port: number;
+}
+
+/**
+ * Decides the target of a tunnel opened through a proxy (`CONNECT host:port`, or an HTTP/2 CONNECT
+ * stream's `:authority`) when no request above it was decided: the tunnel carries bytes nobody reads, so
+ * its target must be allowed as a raw destination (`tcp`, or `tls`). A deny rule for either wins. An
+ * authority that does not parse is an invalid destination. The SDK lets a tunnel through without this
+ * when it carries a request a hook just allowed (that request was decided with its method and path).
+ */
+export function decideTunnelTarget(
+  policy: DecisionSource,
+  authority: string,
+  service: string | undefined,
+  now: number = Date.now(),
+): { decision: Decision; target: TunnelTarget | undefined } {
+  const target = parseAuthority(authority);
+  if (!target) {
+    return {
+      decision: decideInvalid(policy, `CONNECT ${authority.slice(0, 200)}`, { service, port: 443 }, now),
+      target: undefined,
+    };
+  }
+  return { decision: decideAnyScheme(policy, ['tcp', 'tls'], { ...target, service }, now), target };
+}
+
+/** `host:port` or `[v6]:port`, as a CONNECT request names its target (RFC 9110 9.3.6). */
+export function parseAuthority(authority: string): TunnelTarget | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:/\s[\]]+)):(\d{1,5})$/.exec(authority);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  return port >= 1 && port <= 65535 ? { host: (m[1] ?? m[2])!, port } : undefined;
+}
