@@ -15,11 +15,11 @@ export {
   EgressTlsError,
 } from '@egress-guard/policy';
 export { type CheckDetails, type Checked, createGuard, EgressGuard } from './egress-guard.js';
-export type { GuardOptions } from './guard-options.js';
-export { createHttpAgent, createHttpsAgent } from './http-agents.js';
-export { type InstallOptions, install, installedGuard, uninstall } from './install.js';
+export type { GuardOptions } from './guard/guard-options.js';
+export { createHttpAgent, createHttpsAgent } from './hooks/http-agents.js';
 export {
   type DispatcherLike,
   GuardedDispatcher,
   type GuardedDispatcherOptions,
-} from './undici/guarded-dispatcher.js';
+} from './hooks/undici/guarded-dispatcher.js';
+export { type InstallOptions, install, installedGuard, uninstall } from './install.js';

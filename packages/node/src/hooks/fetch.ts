@@ -1,5 +1,5 @@
-import type { EgressGuard } from '../egress-guard.js';
-import { type DispatcherLike, GuardedDispatcher } from '../undici/guarded-dispatcher.js';
+import type { GuardCore } from '../guard/guard-core.js';
+import { type DispatcherLike, GuardedDispatcher } from './undici/guarded-dispatcher.js';
 
 // Node's bundled fetch and WebSocket read the global dispatcher here: `.1` on Node 20-24, `.2` on Node 26.
 const GLOBAL_DISPATCHERS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')];
@@ -12,7 +12,7 @@ const GLOBAL_DISPATCHERS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for(
  *   every request and every redirect hop whatever dispatcher carries it), and a later `setGlobalDispatcher`
  *   does not take fetch out of the guard.
  */
-export function patchFetch(guard: EgressGuard): () => void {
+export function patchFetch(guard: GuardCore): () => void {
   // Node 22.21+, 24 and 26 started with NODE_USE_ENV_PROXY=1 (or an application that installed one before
   // the guard) have an EnvHttpProxyAgent as global dispatcher: keep going through the proxies it names.
   const proxy = GLOBAL_DISPATCHERS.some(

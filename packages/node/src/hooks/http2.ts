@@ -3,10 +3,11 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { Decision, Scheme } from '@egress-guard/policy';
-import { attachContext, type ConnectionContext } from '../connection-context.js';
-import type { EgressGuard } from '../egress-guard.js';
-import { guardedLookup } from '../guarded-lookup.js';
-import { timeoutError } from '../timeouts.js';
+import { timeoutError } from '@egress-guard/policy';
+import type { GuardCore } from '../guard/guard-core.js';
+import { decideAndRecord, dialChecksOf, recordCompletion } from '../pipeline/record.js';
+import { attachContext, type ConnectionContext } from '../socket/connection-context.js';
+import { guardedLookup } from '../socket/guarded-lookup.js';
 import {
   bare,
   circuitOpenError,
@@ -40,7 +41,7 @@ const HOOK = 'http2';
  * refused. Allowed streams are timed (response, idle, total), drive the rule's breaker and write one
  * completion event each.
  */
-export function patchHttp2(current: () => EgressGuard | undefined): () => void {
+export function patchHttp2(current: () => GuardCore | undefined): () => void {
   const original = http2.connect;
   const patched = function connect(this: unknown, ...args: unknown[]): http2.ClientHttp2Session {
     const guard = current();
@@ -73,7 +74,7 @@ export function patchHttp2(current: () => EgressGuard | undefined): () => void {
     const secure = protocol === 'https:';
     const scheme: Scheme = secure ? 'https' : 'http';
     const started = performance.now();
-    const { decision, id } = guard.check({ scheme, host, port }, HOOK, {
+    const { decision, id } = decideAndRecord(guard, { scheme, host, port }, HOOK, {
       url: `${protocol}//${hostForUrl(host)}:${port}/`,
     });
     const context: ConnectionContext = {
@@ -86,7 +87,7 @@ export function patchHttp2(current: () => EgressGuard | undefined): () => void {
       id,
     };
     if (!decision.allowed) {
-      guard.complete(id, HOOK, decision, {
+      recordCompletion(guard, id, HOOK, decision, {
         outcome: 'denied',
         durationMs: performance.now() - started,
         'error.type': decision.reason,
@@ -104,7 +105,7 @@ export function patchHttp2(current: () => EgressGuard | undefined): () => void {
     const opts: http2.SecureClientSessionOptions & { lookup?: unknown } = {
       ...options,
       lookup: guardedLookup(
-        guard,
+        dialChecksOf(guard),
         context,
         typeof options?.lookup === 'function' ? options.lookup : undefined,
       ),
@@ -136,7 +137,7 @@ interface SessionInfo {
 }
 
 /** Connect timeout, completion event, and a `request()` that decides each stream. */
-function trackSession(guard: EgressGuard, session: http2.ClientHttp2Session, info: SessionInfo): void {
+function trackSession(guard: GuardCore, session: http2.ClientHttp2Session, info: SessionInfo): void {
   const { decision, id, started } = info;
   let error: Error | undefined;
   let tlsVersion: string | undefined;
@@ -159,7 +160,7 @@ function trackSession(guard: EgressGuard, session: http2.ClientHttp2Session, inf
     if (event === 'error') error ??= args[0] as Error;
     else if (event === 'close') {
       clearTimeout(connectTimer);
-      guard.complete(id, HOOK, decision, {
+      recordCompletion(guard, id, HOOK, decision, {
         outcome: error ? outcomeOf(error) : 'ok',
         durationMs: performance.now() - started,
         'tls.protocol.version': tlsVersion,
@@ -192,7 +193,8 @@ function trackSession(guard: EgressGuard, session: http2.ClientHttp2Session, inf
     const websocket = String(h[':protocol'] ?? '').toLowerCase() === 'websocket';
     const scheme: Scheme = websocket ? (info.secure ? 'wss' : 'ws') : info.scheme;
     const startedStream = performance.now();
-    const { decision: d, id: streamId } = guard.check(
+    const { decision: d, id: streamId } = decideAndRecord(
+      guard,
       { scheme, host: info.host, port: info.port, method, path: stripQuery(rawPath) },
       HOOK,
       {
@@ -200,7 +202,7 @@ function trackSession(guard: EgressGuard, session: http2.ClientHttp2Session, inf
       },
     );
     if (!d.allowed) {
-      guard.complete(streamId, HOOK, d, {
+      recordCompletion(guard, streamId, HOOK, d, {
         outcome: 'denied',
         durationMs: performance.now() - startedStream,
         'error.type': d.reason,
@@ -212,7 +214,7 @@ function trackSession(guard: EgressGuard, session: http2.ClientHttp2Session, inf
       // just allowed, or a raw tcp/tls one), or an allowed proxy would carry a stream to anywhere.
       const tunnel = decideTunnelTarget(guard, HOOK, rawPath);
       if (tunnel.checked && !tunnel.checked.decision.allowed) {
-        guard.complete(streamId, HOOK, tunnel.checked.decision, {
+        recordCompletion(guard, streamId, HOOK, tunnel.checked.decision, {
           outcome: 'denied',
           durationMs: performance.now() - startedStream,
           'error.type': tunnel.checked.decision.reason,
@@ -229,7 +231,7 @@ function trackSession(guard: EgressGuard, session: http2.ClientHttp2Session, inf
       `${info.secure ? 'https' : 'http'}://${hostForUrl(info.host)}:${info.port}`,
     );
     if (admission && !admission.admitted) {
-      guard.complete(streamId, HOOK, d, {
+      recordCompletion(guard, streamId, HOOK, d, {
         outcome: 'circuit_open',
         durationMs: performance.now() - startedStream,
         'error.type': 'circuit_open',
@@ -245,7 +247,7 @@ function trackSession(guard: EgressGuard, session: http2.ClientHttp2Session, inf
       stream = (request as (...a: unknown[]) => http2.ClientHttp2Stream).call(this, headers, options);
     } catch (e) {
       if (admission?.admitted) admission.ticket.succeed();
-      guard.complete(streamId, HOOK, d, {
+      recordCompletion(guard, streamId, HOOK, d, {
         outcome: 'error',
         durationMs: performance.now() - startedStream,
         'error.type': errorType(e),
@@ -259,12 +261,12 @@ function trackSession(guard: EgressGuard, session: http2.ClientHttp2Session, inf
 
 /** Response, idle and total timeouts of one stream, its breaker ticket and its completion event. */
 function trackStream(
-  guard: EgressGuard,
+  guard: GuardCore,
   stream: http2.ClientHttp2Stream,
   decision: Decision,
   id: string,
   started: number,
-  admission: ReturnType<EgressGuard['admit']>,
+  admission: ReturnType<GuardCore['admit']>,
 ): void {
   const t = decision.timeouts;
   let done = false;
@@ -288,7 +290,7 @@ function trackStream(
     }
     const reset =
       !error && stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR;
-    guard.complete(id, HOOK, decision, {
+    recordCompletion(guard, id, HOOK, decision, {
       outcome: error ? outcomeOf(error) : reset || status >= 500 ? 'error' : 'ok',
       durationMs: performance.now() - started,
       'http.response.status_code': status || undefined,

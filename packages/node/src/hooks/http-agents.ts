@@ -3,12 +3,24 @@ import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { type Decision, decideTlsVersion, decideVerifyDisabled, meetsTlsFloor } from '@egress-guard/policy';
-import { contextOf } from './connection-context.js';
-import type { EgressGuard } from './egress-guard.js';
-import { guardedLookup } from './guarded-lookup.js';
-import { errorType, outcomeOf, translateTlsError } from './patches/http.js';
-import { timeoutError } from './timeouts.js';
+import {
+  type Decision,
+  decideTlsVersion,
+  decideVerifyDisabled,
+  meetsTlsFloor,
+  timeoutError,
+} from '@egress-guard/policy';
+import type { GuardCore } from '../guard/guard-core.js';
+import {
+  checkDialledAddress,
+  decideAndRecord,
+  dialChecksOf,
+  recordCompletion,
+  recordDecision,
+} from '../pipeline/record.js';
+import { contextOf } from '../socket/connection-context.js';
+import { guardedLookup } from '../socket/guarded-lookup.js';
+import { errorType, outcomeOf, translateTlsError } from './http.js';
 
 type Callback = (error: Error | null, socket?: Duplex) => void;
 type ConnectOptions = http.ClientRequestArgs & tls.ConnectionOptions & { lookup?: unknown; path?: string };
@@ -31,7 +43,7 @@ type Create = (options: ConnectOptions, callback?: Callback) => Duplex | null | 
  *
  * @param options - Node's `http.AgentOptions`; defaults are Node's (keep-alive off).
  */
-export function createHttpAgent(guard: EgressGuard, options?: http.AgentOptions): http.Agent {
+export function createHttpAgent(guard: GuardCore, options?: http.AgentOptions): http.Agent {
   const agent = new http.Agent(options);
   const base = http.Agent.prototype.createConnection as Create;
   agent.createConnection = ((opts: ConnectOptions, callback?: Callback) =>
@@ -54,7 +66,7 @@ export function createHttpAgent(guard: EgressGuard, options?: http.AgentOptions)
  *
  * @param options - Node's `https.AgentOptions`; defaults are Node's (keep-alive off).
  */
-export function createHttpsAgent(guard: EgressGuard, options?: https.AgentOptions): https.Agent {
+export function createHttpsAgent(guard: GuardCore, options?: https.AgentOptions): https.Agent {
   const agent = new https.Agent(options);
   const base = https.Agent.prototype.createConnection as unknown as Create;
   agent.createConnection = ((opts: ConnectOptions, callback?: Callback) =>
@@ -65,7 +77,7 @@ export function createHttpsAgent(guard: EgressGuard, options?: https.AgentOption
 }
 
 function guardedConnection(
-  guard: EgressGuard,
+  guard: GuardCore,
   secure: boolean,
   options: ConnectOptions,
   callback: Callback | undefined,
@@ -94,7 +106,7 @@ function guardedConnection(
   let own: { id: string; decision: Decision } | undefined;
   if (!context) {
     const transport = guard.decideTransport(host, port, secure);
-    const checked = guard.check({ scheme: transport.scheme, host, port }, hook, {
+    const checked = decideAndRecord(guard, { scheme: transport.scheme, host, port }, hook, {
       url: `${secure ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}/`,
     });
     own = checked;
@@ -116,7 +128,7 @@ function guardedConnection(
   const opts: ConnectOptions = { ...options };
   if (!contextOf(options.lookup)) {
     opts.lookup = guardedLookup(
-      guard,
+      dialChecksOf(guard),
       context,
       typeof options.lookup === 'function' ? (options.lookup as net.LookupFunction) : undefined,
     );
@@ -129,7 +141,7 @@ function guardedConnection(
     const dest = { scheme: decision.scheme, host, port };
     if (opts.maxVersion && !meetsTlsFloor(opts.maxVersion, floor)) {
       const denial = decideTlsVersion(decision, `the caller capped TLS at ${opts.maxVersion}`);
-      if (report) guard.record(denial, dest, `${hook}.floor`);
+      if (report) recordDecision(guard, denial, dest, `${hook}.floor`);
       else {
         if (own) complete(guard, own, hook, started, 'tls', 'tls_version');
         return fail(guard.errorFor(denial));
@@ -139,9 +151,9 @@ function guardedConnection(
     if (opts.rejectUnauthorized === false) {
       if (decision.tls.verify === false) {
         // Allowed by the rule, and logged on every use.
-        guard.check(dest, `${hook}.verify-disabled`);
+        decideAndRecord(guard, dest, `${hook}.verify-disabled`);
       } else if (report) {
-        guard.record(decideVerifyDisabled(decision), dest, `${hook}.verify-disabled`);
+        recordDecision(guard, decideVerifyDisabled(decision), dest, `${hook}.verify-disabled`);
       } else {
         if (own) complete(guard, own, hook, started, 'tls', 'tls_verify_disabled');
         return fail(guard.errorFor(decideVerifyDisabled(decision)));
@@ -154,7 +166,7 @@ function guardedConnection(
 
   // IP literals never reach a look-up: check them here (without install() nothing else would).
   if (net.isIP(host)) {
-    const failure = guard.checkDialledAddress(context, host);
+    const failure = checkDialledAddress(guard, context, host);
     if (failure) {
       if (own)
         complete(guard, own, hook, started, 'denied', (failure as { reason?: string }).reason ?? 'denied');
@@ -182,7 +194,7 @@ function guardedConnection(
       if (meetsTlsFloor(version, decision.tls.minVersion)) return;
       const denial = decideTlsVersion(decision, `the server negotiated ${version}`);
       if (decision.mode === 'report') {
-        guard.record(denial, { scheme: decision.scheme, host, port }, `${hook}.floor`);
+        recordDecision(guard, denial, { scheme: decision.scheme, host, port }, `${hook}.floor`);
         return;
       }
       error = guard.errorFor(denial);
@@ -220,7 +232,7 @@ function guardedConnection(
 }
 
 function complete(
-  guard: EgressGuard,
+  guard: GuardCore,
   checked: { id: string; decision: Decision },
   hook: string,
   started: number,
@@ -228,7 +240,7 @@ function complete(
   errorType: string | undefined,
   extra: Record<string, unknown> = {},
 ): void {
-  guard.complete(checked.id, hook, checked.decision, {
+  recordCompletion(guard, checked.id, hook, checked.decision, {
     outcome,
     durationMs: performance.now() - started,
     'error.type': errorType,

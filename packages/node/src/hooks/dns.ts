@@ -1,6 +1,7 @@
 import dns from 'node:dns';
-import type { EgressGuard } from '../egress-guard.js';
-import { resolvingForConnection } from '../guarded-lookup.js';
+import type { GuardCore } from '../guard/guard-core.js';
+import { decideLookup } from '../pipeline/record.js';
+import { resolvingForConnection } from '../socket/guarded-lookup.js';
 
 // Every call that takes a host name and sends it to a resolver. lookupService and reverse take addresses.
 const CALLBACK_FUNCTIONS = [
@@ -27,7 +28,7 @@ type Patched = { target: Record<string, unknown>; name: string; original: unknow
  * look-up of a name no rule lists never leaves the process: DNS is an exfiltration path (data in the
  * labels of a query). Only denials are logged as decisions: look-ups of allowed names are not egress.
  */
-export function patchDns(current: () => EgressGuard | undefined): () => void {
+export function patchDns(current: () => GuardCore | undefined): () => void {
   const patched: Patched[] = [];
   const patch = (target: Record<string, unknown>, name: string, promise: boolean) => {
     const original = target[name];
@@ -38,7 +39,7 @@ export function patchDns(current: () => EgressGuard | undefined): () => void {
       if (!guard || typeof host !== 'string' || resolvingForConnection(host))
         return (original as (...a: unknown[]) => unknown).apply(this, args);
       // Denials and report-mode would-denials are logged by checkLookup; allowed look-ups are not egress.
-      const decision = guard.checkLookup(host, 'dns');
+      const decision = decideLookup(guard, host, 'dns');
       if (decision.allowed) return (original as (...a: unknown[]) => unknown).apply(this, args);
       const error = Object.assign(guard.errorFor(decision), { hostname: host, syscall: name });
       if (promise) return Promise.reject(error);

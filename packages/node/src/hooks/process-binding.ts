@@ -1,5 +1,6 @@
 import { decideNativeBinding, errorForDecision } from '@egress-guard/policy';
-import type { EgressGuard } from '../egress-guard.js';
+import type { GuardCore } from '../guard/guard-core.js';
+import { recordDecision } from '../pipeline/record.js';
 
 // The native handles beneath net, tls, dgram and dns. Node's own code reaches them through
 // internalBinding, never process.binding, so refusing them here breaks nothing of Node's.
@@ -16,7 +17,7 @@ const NETWORK_BINDINGS = new Set([
  * Refuses `process.binding('tcp_wrap')` and the other network bindings: with them, code could open
  * sockets below `net.Socket`, where no guard sees them. Each refusal is a decision event, in every mode.
  */
-export function patchProcessBinding(current: () => EgressGuard | undefined): () => void {
+export function patchProcessBinding(current: () => GuardCore | undefined): () => void {
   const target = process as unknown as { binding(name: string): unknown };
   const original = target.binding;
   if (typeof original !== 'function') return () => {};
@@ -24,7 +25,7 @@ export function patchProcessBinding(current: () => EgressGuard | undefined): () 
     const guard = current();
     if (guard && NETWORK_BINDINGS.has(name)) {
       const decision = decideNativeBinding(guard.policy, name, guard.service);
-      guard.record(decision, { scheme: 'tcp', port: decision.port }, 'process.binding');
+      recordDecision(guard, decision, { scheme: 'tcp', port: decision.port }, 'process.binding');
       throw errorForDecision(decision);
     }
     return original.call(this, name);

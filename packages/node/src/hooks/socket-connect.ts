@@ -1,9 +1,10 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { type Decision, EgressError } from '@egress-guard/policy';
-import { type ConnectionContext, contextOf } from '../connection-context.js';
-import type { EgressGuard } from '../egress-guard.js';
-import { guardedLookup } from '../guarded-lookup.js';
+import type { GuardCore } from '../guard/guard-core.js';
+import { checkDialledAddress, decideAndRecord, dialChecksOf, recordCompletion } from '../pipeline/record.js';
+import { type ConnectionContext, contextOf } from '../socket/connection-context.js';
+import { guardedLookup } from '../socket/guarded-lookup.js';
 
 type Connect = typeof net.Socket.prototype.connect;
 
@@ -15,7 +16,7 @@ type Connect = typeof net.Socket.prototype.connect;
  * literals are checked here (they never reach a lookup); names are checked address by address in the
  * guarded lookup, at the moment they are dialled.
  */
-export function patchSocketConnect(current: () => EgressGuard | undefined): () => void {
+export function patchSocketConnect(current: () => GuardCore | undefined): () => void {
   const original: Connect = net.Socket.prototype.connect;
   const patched = function connect(this: net.Socket, ...args: unknown[]) {
     const guard = current();
@@ -54,10 +55,10 @@ export function patchSocketConnect(current: () => EgressGuard | undefined): () =
                 : guard.decideTransport(host, port, isTls),
             id: undefined,
           }
-        : guard.check({ scheme: isTls ? 'tls' : 'tcp', host, port }, hook);
+        : decideAndRecord(guard, { scheme: isTls ? 'tls' : 'tcp', host, port }, hook);
       if (!decision.allowed) {
         if (id)
-          guard.complete(id, hook, decision, {
+          recordCompletion(guard, id, hook, decision, {
             outcome: 'denied',
             durationMs: 0,
             'error.type': decision.reason,
@@ -70,12 +71,12 @@ export function patchSocketConnect(current: () => EgressGuard | undefined): () =
     }
     const bare = host.startsWith('[') ? host.slice(1, -1) : host;
     if (net.isIP(bare)) {
-      const failure = guard.checkDialledAddress(context, bare);
+      const failure = checkDialledAddress(guard, context, bare);
       if (failure) return refuse(this, failure);
       return (original as (...a: unknown[]) => net.Socket).apply(this, args);
     }
     if (!wrapsCallerLookup) return (original as (...a: unknown[]) => net.Socket).apply(this, args);
-    const lookup = guardedLookup(guard, context as ConnectionContext, target.lookup as never);
+    const lookup = guardedLookup(dialChecksOf(guard), context as ConnectionContext, target.lookup as never);
     return (original as (...a: unknown[]) => net.Socket).apply(this, withLookup(args, lookup));
   } as Connect;
   net.Socket.prototype.connect = patched;
@@ -131,7 +132,7 @@ function withLookup(args: unknown[], lookup: unknown): unknown[] {
 /** Writes the completion event of a raw connection (outcome, duration, bytes, TLS version) when it closes. */
 export function completeOnClose(
   socket: net.Socket,
-  guard: EgressGuard,
+  guard: GuardCore,
   id: string,
   hook: string,
   decision: Decision,
@@ -150,7 +151,7 @@ export function completeOnClose(
   }
   socket.once('close', () => {
     const code = (failure as { code?: string } | undefined)?.code;
-    guard.complete(id, hook, decision, {
+    recordCompletion(guard, id, hook, decision, {
       outcome: failure
         ? failure instanceof EgressError
           ? code === 'EGRESS_ERR_TLS'

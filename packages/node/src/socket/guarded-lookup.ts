@@ -1,7 +1,15 @@
 import type { LookupAddress } from 'node:dns';
 import type { LookupFunction } from 'node:net';
 import { attachContext, type ConnectionContext } from './connection-context.js';
-import type { EgressGuard } from './egress-guard.js';
+
+/**
+ * What a guarded look-up needs from above: how names are resolved, and the check of each dialled address
+ * (made and recorded by the request pipeline, which owns the decision events).
+ */
+export interface DialChecks {
+  readonly baseLookup: LookupFunction;
+  checkDialledAddress(context: ConnectionContext, address: string): Error | undefined;
+}
 
 /**
  * Wraps a `lookup` so that every address a name resolves to is decided before the socket dials it
@@ -10,7 +18,7 @@ import type { EgressGuard } from './egress-guard.js';
  * a name that mixes public and internal answers is a rebinding attempt, not a reason to pick one.
  */
 export function guardedLookup(
-  guard: EgressGuard,
+  guard: DialChecks,
   context: ConnectionContext,
   base?: LookupFunction,
 ): LookupFunction {

@@ -14,12 +14,19 @@ import {
   meetsTlsFloor,
   parseAuthority,
   type Scheme,
+  timeoutError,
 } from '@egress-guard/policy';
-import type { BreakerAdmission } from '../breakers.js';
-import { attachContext, type ConnectionContext, contextOf } from '../connection-context.js';
-import type { EgressGuard } from '../egress-guard.js';
-import { guardedLookup } from '../guarded-lookup.js';
-import { timeoutError } from '../timeouts.js';
+import type { BreakerAdmission } from '../guard/breakers.js';
+import type { GuardCore } from '../guard/guard-core.js';
+import {
+  checkDialledAddress,
+  decideAndRecord,
+  dialChecksOf,
+  recordCompletion,
+  recordDecision,
+} from '../pipeline/record.js';
+import { attachContext, type ConnectionContext, contextOf } from '../socket/connection-context.js';
+import { guardedLookup } from '../socket/guarded-lookup.js';
 
 type Module = typeof http | typeof https;
 type RequestFn = (...args: unknown[]) => http.ClientRequest;
@@ -44,7 +51,7 @@ const agentPrototype = http.Agent.prototype as unknown as { addRequest: AddReque
  * Requests with neither (a caller's `createConnection` and no agent) are still held at the socket layer,
  * decided as raw `tcp`/`tls` connections.
  */
-export function patchHttp(current: () => EgressGuard | undefined): () => void {
+export function patchHttp(current: () => GuardCore | undefined): () => void {
   const originals = {
     httpRequest: http.request,
     httpGet: http.get,
@@ -94,7 +101,7 @@ interface Plan {
   websocket: boolean;
 }
 
-function guardRequest(current: () => EgressGuard | undefined, mod: Module, original: RequestFn): RequestFn {
+function guardRequest(current: () => GuardCore | undefined, mod: Module, original: RequestFn): RequestFn {
   const hook = mod === https ? 'https' : 'http';
   const guarded = function request(this: unknown, ...args: unknown[]): http.ClientRequest {
     const guard = current();
@@ -108,7 +115,7 @@ function guardRequest(current: () => EgressGuard | undefined, mod: Module, origi
     const decided = decideRequest(guard, hook, plan);
     const { decision, id } = decided;
     if (!decision.allowed) {
-      guard.complete(id, hook, decision, {
+      recordCompletion(guard, id, hook, decision, {
         outcome: 'denied',
         durationMs: performance.now() - started,
         'error.type': decision.reason,
@@ -125,7 +132,7 @@ function guardRequest(current: () => EgressGuard | undefined, mod: Module, origi
     guard.noteRequest(target.scheme, target.host, target.port);
     const admission = guard.admit(decision, originOf(target));
     if (admission && !admission.admitted) {
-      guard.complete(id, hook, decision, {
+      recordCompletion(guard, id, hook, decision, {
         outcome: 'circuit_open',
         durationMs: performance.now() - started,
         'error.type': 'circuit_open',
@@ -142,7 +149,7 @@ function guardRequest(current: () => EgressGuard | undefined, mod: Module, origi
     const context = connectionContext(guard, decided, hook);
     const options = plan.options;
     options.lookup = guardedLookup(
-      guard,
+      dialChecksOf(guard),
       context,
       typeof options.lookup === 'function' ? options.lookup : undefined,
     );
@@ -152,7 +159,7 @@ function guardRequest(current: () => EgressGuard | undefined, mod: Module, origi
       req = original.call(this, options, plan.callback);
     } catch (error) {
       settle(admission, undefined);
-      guard.complete(id, hook, decision, {
+      recordCompletion(guard, id, hook, decision, {
         outcome: 'error',
         durationMs: performance.now() - started,
         'error.type': errorType(error),
@@ -170,7 +177,7 @@ function guardRequest(current: () => EgressGuard | undefined, mod: Module, origi
  * `Agent#addRequest` for requests that reached an agent without passing the patched functions: decide
  * them here, where method, path, host and port are all known, before a socket (new or pooled) is assigned.
  */
-function guardAddRequest(current: () => EgressGuard | undefined, original: AddRequest): AddRequest {
+function guardAddRequest(current: () => GuardCore | undefined, original: AddRequest): AddRequest {
   return function addRequest(this: http.Agent, req, options, ...rest) {
     const guard = current();
     if (
@@ -197,7 +204,7 @@ function guardAddRequest(current: () => EgressGuard | undefined, original: AddRe
     const decided = decideRequest(guard, hook, { secure, host, port, method, rawPath, websocket });
     const { decision, id } = decided;
     const fail = (error: Error, outcome: string, type: string) => {
-      guard.complete(id, hook, decision, {
+      recordCompletion(guard, id, hook, decision, {
         outcome,
         durationMs: performance.now() - started,
         'error.type': type,
@@ -222,7 +229,11 @@ function guardAddRequest(current: () => EgressGuard | undefined, original: AddRe
     const context = connectionContext(guard, decided, hook);
     const next: Options = {
       ...opts,
-      lookup: guardedLookup(guard, context, typeof opts.lookup === 'function' ? opts.lookup : undefined),
+      lookup: guardedLookup(
+        dialChecksOf(guard),
+        context,
+        typeof opts.lookup === 'function' ? opts.lookup : undefined,
+      ),
     };
     if (secure) raiseFloor(next, connection.decision);
     track(guard, req, { decision, id, hook, context, admission, started, secure });
@@ -325,15 +336,20 @@ const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\//i;
  * is decided as well, as a transport (`http`, or a raw `tcp` rule; `https`/`tls` for a TLS proxy), and is
  * what the socket dials: an allowed proxy never carries a request to a target no rule lists.
  */
-function decideRequest(guard: EgressGuard, hook: string, r: RequestShape): Decided {
+function decideRequest(guard: GuardCore, hook: string, r: RequestShape): Decided {
   const { secure, host, port, method, rawPath, websocket } = r;
   const scheme: Scheme = websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
   const direct = { scheme, host, port, secure };
   if (method === 'CONNECT') return decideTunnel(guard, hook, r);
   if (!ABSOLUTE_FORM.test(rawPath)) {
-    const { decision, id } = guard.check({ scheme, host, port, method, path: stripQuery(rawPath) }, hook, {
-      url: urlOf(secure, host, port, rawPath),
-    });
+    const { decision, id } = decideAndRecord(
+      guard,
+      { scheme, host, port, method, path: stripQuery(rawPath) },
+      hook,
+      {
+        url: urlOf(secure, host, port, rawPath),
+      },
+    );
     return { decision, id, target: direct, connection: { scheme, host, port, decision } };
   }
   let url: URL | undefined;
@@ -347,7 +363,7 @@ function decideRequest(guard: EgressGuard, hook: string, r: RequestShape): Decid
     const decision = guard.invalidDecision(
       `${method} ${rawPath.slice(0, 200)} (through ${hostForUrl(host)}:${port})`,
     );
-    const { id } = guard.record(decision, { scheme, host, port, method }, `${hook}.proxy`);
+    const { id } = recordDecision(guard, decision, { scheme, host, port, method }, `${hook}.proxy`);
     return { decision, id, target: direct, connection: { scheme, host, port, decision } };
   }
   const targetSecure = targetScheme === 'https' || targetScheme === 'wss';
@@ -362,7 +378,8 @@ function decideRequest(guard: EgressGuard, hook: string, r: RequestShape): Decid
     port: url.port ? Number(url.port) : targetSecure ? 443 : 80,
     secure: targetSecure,
   };
-  const checked = guard.check(
+  const checked = decideAndRecord(
+    guard,
     { scheme: target.scheme, host: target.host, port: target.port, method, path: url.pathname || '/' },
     hook,
     { url: url.href },
@@ -388,7 +405,7 @@ const TARGET_SCHEMES: Record<string, Scheme | undefined> = {
 };
 
 /** `CONNECT host:port` through the proxy `r.host:r.port`: the proxy, then the tunnel's target. */
-function decideTunnel(guard: EgressGuard, hook: string, r: RequestShape): Decided {
+function decideTunnel(guard: GuardCore, hook: string, r: RequestShape): Decided {
   const { secure, host, port, rawPath } = r;
   const proxy = decideProxy(guard, hook, secure, host, port);
   const connection = { scheme: proxy.decision.scheme, host, port, decision: proxy.decision };
@@ -411,14 +428,15 @@ function decideTunnel(guard: EgressGuard, hook: string, r: RequestShape): Decide
  * so that a tunnel cannot be opened by hand through an allowed proxy to a destination no rule lists.
  */
 export function decideTunnelTarget(
-  guard: EgressGuard,
+  guard: GuardCore,
   hook: string,
   authority: string,
 ): { checked: { decision: Decision; id: string } | undefined; target: Decided['target'] | undefined } {
   const parsed = parseAuthority(authority);
   if (!parsed) {
     const decision = guard.invalidDecision(`CONNECT ${authority.slice(0, 200)}`);
-    const checked = guard.record(
+    const checked = recordDecision(
+      guard,
       decision,
       { scheme: 'tcp', host: decision.host, port: decision.port },
       `${hook}.tunnel`,
@@ -428,7 +446,8 @@ export function decideTunnelTarget(
   const recent = guard.recentRequest(parsed.host, parsed.port);
   if (recent) return { checked: undefined, target: { scheme: recent, ...parsed, secure: false } };
   const { decision } = decideTunnelTargetOf(guard.policy, authority, guard.service);
-  const checked = guard.record(
+  const checked = recordDecision(
+    guard,
     decision,
     { scheme: decision.scheme, host: parsed.host, port: parsed.port },
     `${hook}.tunnel`,
@@ -437,15 +456,15 @@ export function decideTunnelTarget(
 }
 
 /** A forward proxy, decided as a transport: `http` (`https` for a TLS proxy), or a raw `tcp`/`tls` rule. */
-function decideProxy(guard: EgressGuard, hook: string, secure: boolean, host: string, port: number) {
+function decideProxy(guard: GuardCore, hook: string, secure: boolean, host: string, port: number) {
   const decision = decideProxyHop(guard.policy, { host, port, secure, service: guard.service });
-  return guard.record(decision, { scheme: decision.scheme, host, port }, `${hook}.proxy`, {
+  return recordDecision(guard, decision, { scheme: decision.scheme, host, port }, `${hook}.proxy`, {
     url: `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}/`,
   });
 }
 
 /** The context the request's socket carries: the decision of what it dials (the origin, or the proxy). */
-function connectionContext(guard: EgressGuard, decided: Decided, hook: string): ConnectionContext {
+function connectionContext(guard: GuardCore, decided: Decided, hook: string): ConnectionContext {
   const { connection, id } = decided;
   return {
     scheme: connection.scheme,
@@ -540,7 +559,7 @@ interface Tracked {
  * The request's own `emit` is wrapped to watch it: adding 'error' listeners would change what an
  * unhandled error does, and 'data' listeners would start the response flowing.
  */
-function track(guard: EgressGuard, req: http.ClientRequest, tracked: Tracked): void {
+function track(guard: GuardCore, req: http.ClientRequest, tracked: Tracked): void {
   const { decision, id, hook, context, admission, started, secure } = tracked;
   const t = decision.timeouts;
   let done = false;
@@ -561,7 +580,7 @@ function track(guard: EgressGuard, req: http.ClientRequest, tracked: Tracked): v
     clearTimeout(responseTimer);
     clearTimeout(idleTimer);
     settle(admission, error, status);
-    guard.complete(id, hook, decision, {
+    recordCompletion(guard, id, hook, decision, {
       outcome: outcome ?? (error ? outcomeOf(error) : status >= 500 ? 'error' : 'ok'),
       durationMs: performance.now() - started,
       'http.response.status_code': status || undefined,
@@ -594,7 +613,7 @@ function track(guard: EgressGuard, req: http.ClientRequest, tracked: Tracked): v
     if (req.reusedSocket) {
       // A pooled socket was dialled for an earlier request: its address must also suit this one's rule.
       const address = socket.remoteAddress;
-      const failure = address ? guard.checkDialledAddress(context, address) : undefined;
+      const failure = address ? checkDialledAddress(guard, context, address) : undefined;
       if (failure) {
         error = failure;
         req.destroy(failure);
@@ -666,7 +685,7 @@ function track(guard: EgressGuard, req: http.ClientRequest, tracked: Tracked): v
  * the socket's write error, before the request's 'error' event): clients that fail on those (got, on
  * Node 24 and later) must get the guard's EgressTlsError there too, not OpenSSL's EPROTO.
  */
-function translateCallbackErrors(guard: EgressGuard, req: http.ClientRequest, decision: Decision): void {
+function translateCallbackErrors(guard: GuardCore, req: http.ClientRequest, decision: Decision): void {
   for (const name of ['write', 'end'] as const) {
     const method = req[name] as (...args: unknown[]) => unknown;
     (req as unknown as Record<string, unknown>)[name] = function (
@@ -691,7 +710,7 @@ const VERSION_FAILURE = /alert protocol version|unsupported protocol|no protocol
  * A handshake that failed on the version, on a socket held to the rule's floor, is reported as what it
  * is: EgressTlsError (reason tls_version) naming the floor and the rule, with OpenSSL's error as cause.
  */
-export function translateTlsError(guard: EgressGuard, decision: Decision, error: Error): Error {
+export function translateTlsError(guard: GuardCore, decision: Decision, error: Error): Error {
   void guard;
   // In report mode the floor is not set on the socket: a failed handshake is not the policy's doing.
   if (decision.mode === 'report') return error;

@@ -7,9 +7,10 @@ import {
   errorForDecision,
   meetsTlsFloor,
 } from '@egress-guard/policy';
-import { contextOf } from '../connection-context.js';
-import type { EgressGuard } from '../egress-guard.js';
-import { guardedLookup } from '../guarded-lookup.js';
+import type { GuardCore } from '../guard/guard-core.js';
+import { decideAndRecord, dialChecksOf, recordCompletion, recordDecision } from '../pipeline/record.js';
+import { contextOf } from '../socket/connection-context.js';
+import { guardedLookup } from '../socket/guarded-lookup.js';
 import { completeOnClose } from './socket-connect.js';
 
 /**
@@ -18,7 +19,7 @@ import { completeOnClose } from './socket-connect.js';
  * (and logs each use when it does), checks the negotiated version once more after the handshake, and
  * decides raw TLS connections (scheme `tls`) that no hook decided before.
  */
-export function patchTlsConnect(current: () => EgressGuard | undefined): () => void {
+export function patchTlsConnect(current: () => GuardCore | undefined): () => void {
   const original = tls.connect;
   const patched = function connect(...args: unknown[]): tls.TLSSocket {
     const guard = current();
@@ -44,11 +45,11 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
                 : guard.decideTransport(name, port, true),
             id: undefined,
           }
-        : guard.check({ scheme: 'tls', host: name, port }, 'tls');
+        : decideAndRecord(guard, { scheme: 'tls', host: name, port }, 'tls');
       decision = checked.decision;
       if (!decision.allowed) {
         if (checked.id)
-          guard.complete(checked.id, 'tls', decision, {
+          recordCompletion(guard, checked.id, 'tls', decision, {
             outcome: 'denied',
             durationMs: 0,
             'error.type': decision.reason,
@@ -65,7 +66,8 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
         hook: 'tls',
         id: checked.id,
       };
-      if (!options.socket) options.lookup = guardedLookup(guard, context, options.lookup as never);
+      if (!options.socket)
+        options.lookup = guardedLookup(dialChecksOf(guard), context, options.lookup as never);
     }
     // Send the name that was decided as SNI (Node's tls.connect sends none unless told): the edge checks
     // that the SNI matches the destination and refuses a hello without one (sni_missing).
@@ -77,7 +79,7 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
     const dest = { scheme: decision.scheme, host: decision.host ?? host, port };
     const refuse = (denial: Decision, error: Error) => {
       if (raw)
-        guard.complete(raw.id, 'tls', decision, {
+        recordCompletion(guard, raw.id, 'tls', decision, {
           outcome: 'tls',
           durationMs: performance.now() - raw.started,
           'error.type': denial.reason,
@@ -87,7 +89,7 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
     const checkedByHook = context.tlsChecked === true;
     if (!checkedByHook && options.maxVersion && !meetsTlsFloor(options.maxVersion, floor)) {
       const denial = decideTlsVersion(decision, `the caller capped TLS at ${options.maxVersion}`);
-      guard.record(denial, dest, 'tls.floor');
+      recordDecision(guard, denial, dest, 'tls.floor');
       if (!denial.allowed) return refuse(denial, errorForDecision(denial));
     }
     if (!report && (!options.minVersion || !meetsTlsFloor(options.minVersion, floor)))
@@ -99,11 +101,11 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
     if (verifyOff && !checkedByHook) {
       if (decision.tls.verify !== false) {
         const denial = decideVerifyDisabled(decision);
-        guard.record(denial, dest, 'tls.verify-disabled');
+        recordDecision(guard, denial, dest, 'tls.verify-disabled');
         if (!denial.allowed) return refuse(denial, guard.errorFor(denial));
       } else {
         // Allowed by the rule, and logged on every use.
-        guard.check(dest, 'tls.verify-disabled');
+        decideAndRecord(guard, dest, 'tls.verify-disabled');
       }
     }
     const socket = (original as (...a: unknown[]) => tls.TLSSocket)(options, callback);
@@ -113,7 +115,7 @@ export function patchTlsConnect(current: () => EgressGuard | undefined): () => v
       const version = socket.getProtocol() ?? 'unknown';
       if (meetsTlsFloor(version, floor)) return;
       const denial = decideTlsVersion(decision, `the server negotiated ${version}`);
-      guard.record(denial, dest, 'tls.floor');
+      recordDecision(guard, denial, dest, 'tls.floor');
       if (!denial.allowed) socket.destroy(errorForDecision(denial));
     });
     return socket;

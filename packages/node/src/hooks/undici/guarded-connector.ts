@@ -1,8 +1,9 @@
 import tls from 'node:tls';
-import { type Decision, decideVerifyDisabled } from '@egress-guard/policy';
+import { type Decision, decideVerifyDisabled, timeoutError } from '@egress-guard/policy';
 import { buildConnector } from 'undici';
-import type { EgressGuard } from '../egress-guard.js';
-import { guardedLookup } from '../guarded-lookup.js';
+import type { GuardCore } from '../../guard/guard-core.js';
+import { dialChecksOf, recordDecision } from '../../pipeline/record.js';
+import { guardedLookup } from '../../socket/guarded-lookup.js';
 
 // The union type of undici's BuildOptions hides the TLS fields; the connector reads them loosely.
 type ConnectOptions = buildConnector.BuildOptions & {
@@ -19,15 +20,20 @@ type Connector = buildConnector.connector;
  * (which never reach a lookup), sets the rule's TLS floor and connect timeout, and refuses a caller's
  * `rejectUnauthorized: false` unless the rule says `tls.verify: false`.
  */
-export function guardedConnector(guard: EgressGuard, base: ConnectOptions = {}): Connector {
+export function guardedConnector(guard: GuardCore, base: ConnectOptions = {}): Connector {
   const cache = new Map<string, { hash: string; connect: Connector }>();
   return (opts, callback) => {
     const tls = opts.protocol === 'https:';
     const port = Number(opts.port) || (tls ? 443 : 80);
     const decision = guard.decideTransport(opts.hostname, port, tls);
-    if (!decision.allowed) return callback(guard.errorFor(decision), null);
+    const at = { scheme: decision.scheme, host: opts.hostname, port };
+    if (!decision.allowed) {
+      recordDecision(guard, decision, at, 'undici.connect');
+      return callback(guard.errorFor(decision), null);
+    }
     if (tls && base.rejectUnauthorized === false && decision.tls.verify !== false) {
       const denial = decideVerifyDisabled(decision);
+      recordDecision(guard, denial, at, 'undici.connect.verify-disabled');
       if (!denial.allowed) return callback(guard.errorFor(denial), null);
     }
     const key = `${opts.protocol}//${opts.hostname}:${port}`;
@@ -37,12 +43,42 @@ export function guardedConnector(guard: EgressGuard, base: ConnectOptions = {}):
       entry = { hash: decision.policyHash, connect: build(guard, base, decision, opts.hostname, port) };
       cache.set(key, entry);
     }
-    return entry.connect(opts, callback);
+    connectWithin(entry.connect, opts, callback, decision, base.timeout);
   };
 }
 
+/**
+ * Connects with the rule's connect limit on Node's own timer (undici's connect timer is coarse: a
+ * 300 ms limit fired after about a second).
+ */
+function connectWithin(
+  connect: Connector,
+  opts: Parameters<Connector>[0],
+  callback: Parameters<Connector>[1],
+  decision: Decision,
+  callerLimit: number | null | undefined,
+): unknown {
+  const limit = Math.min(callerLimit || Number.POSITIVE_INFINITY, decision.timeouts.connect);
+  let timer: NodeJS.Timeout | undefined;
+  let settled = false;
+  // buildConnector's connect returns the socket it made (its type says void).
+  const socket = (connect as (...a: unknown[]) => { destroy(e: Error): void } | undefined)(
+    opts,
+    (error: Error | null, connected: unknown) => {
+      settled = true;
+      clearTimeout(timer);
+      (callback as (e: Error | null, s: unknown) => void)(error, connected);
+    },
+  );
+  if (!settled && socket) {
+    timer = setTimeout(() => socket.destroy(timeoutError('connect', limit, decision)), limit);
+    timer.unref();
+  }
+  return socket;
+}
+
 function build(
-  guard: EgressGuard,
+  guard: GuardCore,
   base: ConnectOptions,
   decision: Decision,
   host: string,
@@ -59,10 +95,11 @@ function build(
   };
   const options: ConnectOptions & Record<string, unknown> = {
     ...base,
-    timeout: Math.min(base.timeout ?? Number.POSITIVE_INFINITY, decision.timeouts.connect),
+    // The connect limit runs on Node's timer in connectWithin; undici's own is off.
+    timeout: 0,
     minVersion: decision.tls.minVersion,
     rejectUnauthorized: base.rejectUnauthorized === false && decision.tls.verify === false ? false : true,
-    lookup: guardedLookup(guard, context, base.lookup as never),
+    lookup: guardedLookup(dialChecksOf(guard), context, base.lookup as never),
   };
   // `ca` is extra trust: Node's own roots stay, so public hosts keep verifying through the guard's Agent.
   if (guard.ca !== undefined && base.ca === undefined)

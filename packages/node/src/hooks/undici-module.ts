@@ -1,10 +1,11 @@
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
-import type { EgressGuard } from '../egress-guard.js';
-import { originOf, wasDecided } from '../undici/decided-requests.js';
-import { GuardedDispatcher } from '../undici/guarded-dispatcher.js';
-import { failHandler } from '../undici/observe-handler.js';
+import type { GuardCore } from '../guard/guard-core.js';
+import { decideLookup } from '../pipeline/record.js';
+import { originOf, wasDecided } from './undici/decided-requests.js';
+import { GuardedDispatcher } from './undici/guarded-dispatcher.js';
+import { failHandler } from './undici/observe-handler.js';
 
 type Dispatch = (this: unknown, opts: object, handler: object) => boolean;
 type Interceptor = (
@@ -21,7 +22,7 @@ type Interceptor = (
  * captured when it was loaded (before the dns patch), so a name no rule lists would reach a resolver
  * before any decision. The rewritten request (origin = the IP it picked) is then decided by that address.
  */
-export function patchUndiciModules(current: () => EgressGuard | undefined, searchFrom: string[]): () => void {
+export function patchUndiciModules(current: () => GuardCore | undefined, searchFrom: string[]): () => void {
   const restores: Array<() => void> = [];
   const seen = new Set<string>();
   for (const from of searchFrom) {
@@ -90,7 +91,7 @@ export function patchUndiciModules(current: () => EgressGuard | undefined, searc
             const guard = current();
             const hostname = guard ? hostnameOf((opts as { origin?: unknown }).origin) : undefined;
             if (guard && hostname !== undefined && isIP(hostname) === 0) {
-              const decision = guard.checkLookup(hostname, 'undici.dns-interceptor');
+              const decision = decideLookup(guard, hostname, 'undici.dns-interceptor');
               if (!decision.allowed) {
                 failHandler(handler, Object.assign(guard.errorFor(decision), { hostname }));
                 return true;

@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
+import type {
+  CompletionEvent,
+  Decision,
+  DecisionEvent,
+  Destination,
+  EventEmitter,
+} from '@egress-guard/policy';
+
+/** Extra fields a hook adds to a decision event. */
+export interface CheckDetails {
+  /** The full URL, for `url.full` (the query string is redacted unless `logQueryStrings`). */
+  url?: string | undefined;
+}
+
+/** What a decision was recorded as: the decision and the id that ties later events of the request to it. */
+export interface Checked {
+  decision: Decision;
+  id: string;
+}
+
+/** The fields of a completion event a hook knows: how it ended and how long it took, plus any others. */
+export type CompletionFields = Partial<CompletionEvent> & { outcome: string; durationMs: number };
+
+/**
+ * `diagnostics_channel` names on which every SDK decision and completion event is published, as the
+ * object written to the audit log, so APM and tracing tools can subscribe without parsing logs.
+ */
+export const DECISION_CHANNEL = 'egress-guard:decision';
+export const COMPLETION_CHANNEL = 'egress-guard:completion';
+
+// Module-level: diagnostics_channel keeps channels by name, and `hasSubscribers` is the cheap check.
+const decisionChannel = diagnostics.channel(DECISION_CHANNEL);
+const completionChannel = diagnostics.channel(COMPLETION_CHANNEL);
+
+/**
+ * Where the SDK's decision and completion events are made and written: the event shape, ids, URL
+ * redaction, and the diagnostics channels. The request pipeline is its only caller for requests and
+ * connections (`guard.check()` uses it for tools).
+ */
+export class AuditLog {
+  private readonly idPrefix = randomBytes(4).toString('hex');
+  private sequence = 0;
+
+  constructor(
+    private readonly events: EventEmitter,
+    private readonly service: string | undefined,
+    private readonly logQueryStrings: boolean,
+  ) {}
+
+  /** A new request id: unique in the process, cheap (a per-guard random prefix and a counter). */
+  nextId(): string {
+    return `${this.idPrefix}-${++this.sequence}`;
+  }
+
+  /** Writes a decision event (and publishes it on `egress-guard:decision`). */
+  decision(
+    decision: Decision,
+    dest: Omit<Destination, 'service'>,
+    hook: string,
+    id: string,
+    details: CheckDetails = {},
+  ): void {
+    const event: DecisionEvent = {
+      'event.name': 'egress.decision',
+      'egress.schema': 1,
+      'egress.source': 'sdk',
+      'service.name': this.service,
+      'egress.id': id,
+      'egress.decision': decision.result,
+      'egress.reason': decision.reason,
+      'egress.rule': decision.rule,
+      'egress.mode': decision.mode,
+      'egress.policy.hash': decision.policyHash,
+      'egress.hook': hook,
+      'url.scheme': dest.scheme,
+      'url.full': details.url ? this.redact(details.url) : undefined,
+      'url.path': dest.path,
+      'server.address': decision.host ?? dest.host,
+      'server.port': dest.port,
+      'network.peer.address': decision.address,
+      'http.request.method': dest.method,
+    };
+    if (decision.result !== 'allowed') event['egress.message'] = decision.message;
+    this.events.emit(event);
+    if (decisionChannel.hasSubscribers) decisionChannel.publish(event);
+  }
+
+  /** Writes a completion event (and publishes it on `egress-guard:completion`). */
+  completion(id: string, hook: string, decision: Decision, fields: CompletionFields): void {
+    const { outcome, durationMs, ...rest } = fields;
+    const event: CompletionEvent = {
+      'event.name': 'egress.completion',
+      'egress.schema': 1,
+      'egress.source': 'sdk',
+      'service.name': this.service,
+      'egress.id': id,
+      'egress.hook': hook,
+      'egress.rule': decision.rule,
+      'egress.policy.hash': decision.policyHash,
+      'egress.outcome': outcome,
+      'egress.duration_ms': Math.round(durationMs * 1000) / 1000,
+      'server.address': decision.host,
+      'server.port': decision.port,
+      ...rest,
+    };
+    this.events.emit(event);
+    if (completionChannel.hasSubscribers) completionChannel.publish(event);
+  }
+
+  /** `url.full` without credentials, and without the query string unless asked. */
+  redact(url: string): string {
+    // Hot path: URLs the hooks build have no credentials or fragment; most have no query either.
+    if (!url.includes('@') && !url.includes('#') && (this.logQueryStrings || !url.includes('?'))) return url;
+    try {
+      const u = new URL(url);
+      u.username = '';
+      u.password = '';
+      if (!this.logQueryStrings && u.search) u.search = '?REDACTED';
+      u.hash = '';
+      return u.href;
+    } catch {
+      return '(unparsable URL)';
+    }
+  }
+}
