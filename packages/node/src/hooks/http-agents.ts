@@ -11,6 +11,7 @@ import {
   timeoutError,
 } from '@egress-guard/policy';
 import type { GuardCore } from '../guard/guard-core.js';
+import { errorType, outcomeOf } from '../pipeline/outcome.js';
 import {
   checkDialledAddress,
   decideAndRecord,
@@ -20,7 +21,7 @@ import {
 } from '../pipeline/record.js';
 import { contextOf } from '../socket/connection-context.js';
 import { guardedLookup } from '../socket/guarded-lookup.js';
-import { errorType, outcomeOf, translateTlsError } from './http.js';
+import { translateTlsError } from './http.js';
 
 type Callback = (error: Error | null, socket?: Duplex) => void;
 type ConnectOptions = http.ClientRequestArgs & tls.ConnectionOptions & { lookup?: unknown; path?: string };
@@ -205,7 +206,7 @@ function guardedConnection(
   const emit = socket.emit;
   socket.emit = function emit_(this: net.Socket, event: string | symbol, ...args: unknown[]) {
     if (event === 'error') {
-      if (secure) args[0] = translateTlsError(guard, decision, args[0] as Error);
+      if (secure) args[0] = translateTlsError(decision, args[0] as Error);
       error ??= args[0] as Error;
     } else if (event === 'close' && own) {
       complete(

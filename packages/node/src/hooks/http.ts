@@ -16,15 +16,11 @@ import {
   type Scheme,
   timeoutError,
 } from '@egress-guard/policy';
-import type { BreakerAdmission } from '../guard/breakers.js';
 import type { GuardCore } from '../guard/guard-core.js';
-import {
-  checkDialledAddress,
-  decideAndRecord,
-  dialChecksOf,
-  recordCompletion,
-  recordDecision,
-} from '../pipeline/record.js';
+import { Deadlines } from '../pipeline/deadlines.js';
+import { Exchange } from '../pipeline/exchange.js';
+import { errorType } from '../pipeline/outcome.js';
+import { checkDialledAddress, decideAndRecord, dialChecksOf, recordDecision } from '../pipeline/record.js';
 import { attachContext, type ConnectionContext, contextOf } from '../socket/connection-context.js';
 import { guardedLookup } from '../socket/guarded-lookup.js';
 
@@ -110,67 +106,41 @@ function guardRequest(current: () => GuardCore | undefined, mod: Module, origina
     // Anything Node would refuse (bad URL, wrong protocol for the agent, IPC socket) goes to Node as is:
     // it throws the same error, or it is not egress.
     if (!plan) return original.apply(this, args);
-    const started = performance.now();
-    const { secure } = plan;
     const decided = decideRequest(guard, hook, plan);
-    const { decision, id } = decided;
-    if (!decision.allowed) {
-      recordCompletion(guard, id, hook, decision, {
-        outcome: 'denied',
-        durationMs: performance.now() - started,
-        'error.type': decision.reason,
-      });
-      return failedRequest(
-        original,
-        this,
-        plan,
-        guard.errorFor(decision),
-        connectionContext(guard, decided, hook),
-      );
-    }
-    const { target, connection } = decided;
-    guard.noteRequest(target.scheme, target.host, target.port);
-    const admission = guard.admit(decision, originOf(target));
-    if (admission && !admission.admitted) {
-      recordCompletion(guard, id, hook, decision, {
-        outcome: 'circuit_open',
-        durationMs: performance.now() - started,
-        'error.type': 'circuit_open',
-      });
-      return failedRequest(
-        original,
-        this,
-        plan,
-        circuitOpenError(decision, target.secure, target.host, target.port),
-        connectionContext(guard, decided, hook),
-      );
-    }
-
+    const exchange = new Exchange(guard, decided, hook);
     const context = connectionContext(guard, decided, hook);
+    const refused = admitRequest(guard, exchange, decided);
+    if (refused) return failedRequest(original, this, plan, refused, context);
     const options = plan.options;
     options.lookup = guardedLookup(
       dialChecksOf(guard),
       context,
       typeof options.lookup === 'function' ? options.lookup : undefined,
     );
-    if (secure) raiseFloor(options, connection.decision);
+    if (plan.secure) raiseFloor(options, decided.connection.decision);
     let req: http.ClientRequest;
     try {
       req = original.call(this, options, plan.callback);
     } catch (error) {
-      settle(admission, undefined);
-      recordCompletion(guard, id, hook, decision, {
-        outcome: 'error',
-        durationMs: performance.now() - started,
-        'error.type': errorType(error),
-      });
+      exchange.end({ outcome: 'error', fields: { 'error.type': errorType(error) } });
       throw error;
     }
-    track(guard, req, { decision, id, hook, context, admission, started, secure });
+    track(req, exchange, context, plan.secure);
     return req;
   };
   Object.defineProperty(guarded, 'name', { value: 'request' });
   return guarded;
+}
+
+/**
+ * Lets a decided request go ahead: refused (its error returned, its exchange ended) when denied or when
+ * its circuit is open; otherwise noted, so that the socket it opens is decided as its transport.
+ */
+function admitRequest(guard: GuardCore, exchange: Exchange, decided: Decided): Error | undefined {
+  if (!exchange.allowed) return exchange.refuse();
+  const { target } = decided;
+  guard.noteRequest(target.scheme, target.host, target.port);
+  return exchange.admit(originOf(target));
 }
 
 /**
@@ -180,52 +150,21 @@ function guardRequest(current: () => GuardCore | undefined, mod: Module, origina
 function guardAddRequest(current: () => GuardCore | undefined, original: AddRequest): AddRequest {
   return function addRequest(this: http.Agent, req, options, ...rest) {
     const guard = current();
-    if (
-      !guard ||
-      !(req instanceof http.ClientRequest) ||
-      typeof options !== 'object' ||
-      options === null ||
-      contextOf((options as Options).lookup) !== undefined
-    ) {
-      return original.call(this, req, options, ...rest);
-    }
-    const opts = options as Options;
-    const agentOptions = (this as http.Agent & { options?: Options }).options;
-    if (opts.socketPath || agentOptions?.socketPath) return original.call(this, req, options, ...rest);
-    const started = performance.now();
+    const shape = guard ? agentRequestShape(this, req, options) : undefined;
+    if (!guard || !shape) return original.call(this, req, options, ...rest);
     const hook = 'http.agent';
-    const secure = (this as http.Agent & { protocol?: string }).protocol === 'https:';
-    // The agent's own options override the request's when it connects: decide what it will dial.
-    const host = bare(String(agentOptions?.host || opts.host || 'localhost'));
-    const port = Number(agentOptions?.port || opts.port) || (secure ? 443 : 80);
-    const rawPath = req.path || '/';
-    const websocket = isWebSocket(req.getHeader('upgrade'));
-    const method = (req.method || 'GET').toUpperCase();
-    const decided = decideRequest(guard, hook, { secure, host, port, method, rawPath, websocket });
-    const { decision, id } = decided;
-    const fail = (error: Error, outcome: string, type: string) => {
-      recordCompletion(guard, id, hook, decision, {
-        outcome,
-        durationMs: performance.now() - started,
-        'error.type': type,
-      });
+    const decided = decideRequest(guard, hook, shape);
+    const exchange = new Exchange(guard, decided, hook);
+    const refused = admitRequest(guard, exchange, decided);
+    if (refused) {
       // Node's own path for a socket that could not be created: 'error' then 'close', nothing dialled.
       (req as http.ClientRequest & { onSocket(socket: unknown, err: Error): void }).onSocket(
         undefined,
-        error,
+        refused,
       );
-    };
-    if (!decision.allowed) return fail(guard.errorFor(decision), 'denied', decision.reason);
-    const { target, connection } = decided;
-    guard.noteRequest(target.scheme, target.host, target.port);
-    const admission = guard.admit(decision, originOf(target));
-    if (admission && !admission.admitted) {
-      return fail(
-        circuitOpenError(decision, target.secure, target.host, target.port),
-        'circuit_open',
-        'circuit_open',
-      );
+      return;
     }
+    const opts = options as Options;
     const context = connectionContext(guard, decided, hook);
     const next: Options = {
       ...opts,
@@ -235,9 +174,31 @@ function guardAddRequest(current: () => GuardCore | undefined, original: AddRequ
         typeof opts.lookup === 'function' ? opts.lookup : undefined,
       ),
     };
-    if (secure) raiseFloor(next, connection.decision);
-    track(guard, req, { decision, id, hook, context, admission, started, secure });
+    if (shape.secure) raiseFloor(next, decided.connection.decision);
+    track(req, exchange, context, shape.secure);
     return original.call(this, req, next, ...rest);
+  };
+}
+
+/**
+ * What a request that reached an agent directly asks for, read as the agent will dial it (the agent's own
+ * options override the request's), or undefined when it is not for the guard (already decided, IPC).
+ */
+function agentRequestShape(agent: http.Agent, req: unknown, options: unknown): RequestShape | undefined {
+  if (!(req instanceof http.ClientRequest) || typeof options !== 'object' || options === null)
+    return undefined;
+  const opts = options as Options;
+  if (contextOf(opts.lookup) !== undefined) return undefined;
+  const agentOptions = (agent as http.Agent & { options?: Options }).options;
+  if (opts.socketPath || agentOptions?.socketPath) return undefined;
+  const secure = (agent as http.Agent & { protocol?: string }).protocol === 'https:';
+  return {
+    secure,
+    host: bare(String(agentOptions?.host || opts.host || 'localhost')),
+    port: Number(agentOptions?.port || opts.port) || (secure ? 443 : 80),
+    method: (req.method || 'GET').toUpperCase(),
+    rawPath: req.path || '/',
+    websocket: isWebSocket(req.getHeader('upgrade')),
   };
 }
 
@@ -337,18 +298,19 @@ const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\//i;
  * what the socket dials: an allowed proxy never carries a request to a target no rule lists.
  */
 function decideRequest(guard: GuardCore, hook: string, r: RequestShape): Decided {
+  // One id for every decision of this request (the proxy hop, the tunnel, the target), and its completion.
+  const id = guard.audit.nextId();
   const { secure, host, port, method, rawPath, websocket } = r;
   const scheme: Scheme = websocket ? (secure ? 'wss' : 'ws') : secure ? 'https' : 'http';
   const direct = { scheme, host, port, secure };
-  if (method === 'CONNECT') return decideTunnel(guard, hook, r);
+  if (method === 'CONNECT') return decideTunnel(guard, hook, r, id);
   if (!ABSOLUTE_FORM.test(rawPath)) {
-    const { decision, id } = decideAndRecord(
+    const { decision } = decideAndRecord(
       guard,
       { scheme, host, port, method, path: stripQuery(rawPath) },
       hook,
-      {
-        url: urlOf(secure, host, port, rawPath),
-      },
+      { url: urlOf(secure, host, port, rawPath) },
+      id,
     );
     return { decision, id, target: direct, connection: { scheme, host, port, decision } };
   }
@@ -363,7 +325,7 @@ function decideRequest(guard: GuardCore, hook: string, r: RequestShape): Decided
     const decision = guard.invalidDecision(
       `${method} ${rawPath.slice(0, 200)} (through ${hostForUrl(host)}:${port})`,
     );
-    const { id } = recordDecision(guard, decision, { scheme, host, port, method }, `${hook}.proxy`);
+    recordDecision(guard, decision, { scheme, host, port, method }, `${hook}.proxy`, {}, id);
     return { decision, id, target: direct, connection: { scheme, host, port, decision } };
   }
   const targetSecure = targetScheme === 'https' || targetScheme === 'wss';
@@ -383,11 +345,12 @@ function decideRequest(guard: GuardCore, hook: string, r: RequestShape): Decided
     { scheme: target.scheme, host: target.host, port: target.port, method, path: url.pathname || '/' },
     hook,
     { url: url.href },
+    id,
   );
   if (!checked.decision.allowed) {
     return { ...checked, target, connection: { scheme, host, port, decision: checked.decision } };
   }
-  const proxy = decideProxy(guard, hook, secure, host, port);
+  const proxy = decideProxy(guard, hook, secure, host, port, id);
   if (!proxy.decision.allowed)
     return { ...proxy, target, connection: { scheme, host, port, decision: proxy.decision } };
   return {
@@ -405,15 +368,15 @@ const TARGET_SCHEMES: Record<string, Scheme | undefined> = {
 };
 
 /** `CONNECT host:port` through the proxy `r.host:r.port`: the proxy, then the tunnel's target. */
-function decideTunnel(guard: GuardCore, hook: string, r: RequestShape): Decided {
+function decideTunnel(guard: GuardCore, hook: string, r: RequestShape, id: string): Decided {
   const { secure, host, port, rawPath } = r;
-  const proxy = decideProxy(guard, hook, secure, host, port);
+  const proxy = decideProxy(guard, hook, secure, host, port, id);
   const connection = { scheme: proxy.decision.scheme, host, port, decision: proxy.decision };
   if (!proxy.decision.allowed) {
     const target = parseAuthority(rawPath) ?? { host, port };
     return { ...proxy, target: { scheme: 'tcp', ...target, secure: false }, connection };
   }
-  const tunnel = decideTunnelTarget(guard, hook, rawPath);
+  const tunnel = decideTunnelTarget(guard, hook, rawPath, id);
   const target = tunnel.target ?? { scheme: 'tcp' as const, host, port, secure: false };
   // A tunnel to a destination a hook just allowed carries that request: the proxy's decision stands for it.
   if (!tunnel.checked) return { ...proxy, target, connection };
@@ -431,6 +394,7 @@ export function decideTunnelTarget(
   guard: GuardCore,
   hook: string,
   authority: string,
+  id?: string,
 ): { checked: { decision: Decision; id: string } | undefined; target: Decided['target'] | undefined } {
   const parsed = parseAuthority(authority);
   if (!parsed) {
@@ -440,6 +404,8 @@ export function decideTunnelTarget(
       decision,
       { scheme: 'tcp', host: decision.host, port: decision.port },
       `${hook}.tunnel`,
+      {},
+      id,
     );
     return { checked, target: undefined };
   }
@@ -451,16 +417,31 @@ export function decideTunnelTarget(
     decision,
     { scheme: decision.scheme, host: parsed.host, port: parsed.port },
     `${hook}.tunnel`,
+    {},
+    id,
   );
   return { checked, target: { scheme: decision.scheme, ...parsed, secure: false } };
 }
 
 /** A forward proxy, decided as a transport: `http` (`https` for a TLS proxy), or a raw `tcp`/`tls` rule. */
-function decideProxy(guard: GuardCore, hook: string, secure: boolean, host: string, port: number) {
+function decideProxy(
+  guard: GuardCore,
+  hook: string,
+  secure: boolean,
+  host: string,
+  port: number,
+  id: string,
+) {
   const decision = decideProxyHop(guard.policy, { host, port, secure, service: guard.service });
-  return recordDecision(guard, decision, { scheme: decision.scheme, host, port }, `${hook}.proxy`, {
-    url: `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}/`,
-  });
+  const url = `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}/`;
+  return recordDecision(
+    guard,
+    decision,
+    { scheme: decision.scheme, host, port },
+    `${hook}.proxy`,
+    { url },
+    id,
+  );
 }
 
 /** The context the request's socket carries: the decision of what it dials (the origin, or the proxy). */
@@ -539,76 +520,44 @@ function refusedSocket(context: ConnectionContext, error: Error): net.Socket {
   return socket;
 }
 
-interface Tracked {
-  decision: Decision;
-  id: string;
-  hook: string;
-  context: ConnectionContext;
-  admission: BreakerAdmission | undefined;
-  started: number;
-  secure: boolean;
-}
-
 /**
- * Times an allowed request and writes its completion event:
- * - connect: from the socket being assigned while still connecting, to its (secure) connect;
- * - response: from the request being fully sent ('finish') to the response headers;
- * - idle: the longest gap between response body chunks, from the headers on;
- * - total: from the request to the end of its response.
- * Each ends the request with an EgressTimeoutError that names the limit, its value and the rule.
- * The request's own `emit` is wrapped to watch it: adding 'error' listeners would change what an
- * unhandled error does, and 'data' listeners would start the response flowing.
+ * Times an allowed request against the rule's limits (see Deadlines: connect while its socket connects,
+ * response from the request being sent to the headers, idle between body chunks, total) and ends its
+ * exchange with what happened. The request's own `emit` is wrapped to watch it: adding 'error'
+ * listeners would change what an unhandled error does, and 'data' listeners would start the response flowing.
  */
-function track(guard: GuardCore, req: http.ClientRequest, tracked: Tracked): void {
-  const { decision, id, hook, context, admission, started, secure } = tracked;
-  const t = decision.timeouts;
-  let done = false;
+function track(
+  req: http.ClientRequest,
+  exchange: Exchange,
+  context: ConnectionContext,
+  secure: boolean,
+): void {
+  const { guard, decision } = exchange;
   let status = 0;
   let bytes = 0;
   let error: Error | undefined;
   let res: http.IncomingMessage | undefined;
   let tlsVersion: string | undefined;
-  let connectTimer: NodeJS.Timeout | undefined;
-  let responseTimer: NodeJS.Timeout | undefined;
-  let idleTimer: NodeJS.Timeout | undefined;
-
   const finish = (outcome?: string) => {
-    if (done) return;
-    done = true;
-    clearTimeout(totalTimer);
-    clearTimeout(connectTimer);
-    clearTimeout(responseTimer);
-    clearTimeout(idleTimer);
-    settle(admission, error, status);
-    recordCompletion(guard, id, hook, decision, {
-      outcome: outcome ?? (error ? outcomeOf(error) : status >= 500 ? 'error' : 'ok'),
-      durationMs: performance.now() - started,
-      'http.response.status_code': status || undefined,
-      'egress.bytes.received': bytes,
-      'tls.protocol.version': tlsVersion,
-      'error.type': error ? errorType(error) : undefined,
+    deadlines.clear();
+    exchange.end({
+      outcome,
+      error,
+      status,
+      fields: { 'egress.bytes.received': bytes, 'tls.protocol.version': tlsVersion },
     });
   };
-  const kill = (kind: 'connect' | 'response' | 'idle' | 'total', limitMs: number) => {
-    if (done) return;
-    error = timeoutError(kind, limitMs, decision);
-    const failure = error;
+  const deadlines = new Deadlines(decision, (elapsed) => {
+    if (exchange.done) return;
+    error = elapsed;
     finish('timeout');
     if (res && !res.complete) {
       // Once the body is flowing, the error belongs to whoever reads it: close the socket quietly first so
       // the request itself does not emit a second, unexpected 'error' after its response.
       (res.socket ?? req.socket)?.destroy();
-      res.destroy(failure);
-    } else req.destroy(failure);
-  };
-  const arm = (kind: 'connect' | 'response' | 'idle', limitMs: number) => {
-    const timer = setTimeout(() => kill(kind, limitMs), limitMs);
-    timer.unref();
-    return timer;
-  };
-  const totalTimer = setTimeout(() => kill('total', t.total), t.total);
-  totalTimer.unref();
-
+      res.destroy(elapsed);
+    } else req.destroy(elapsed);
+  });
   const onSocket = (socket: net.Socket) => {
     if (req.reusedSocket) {
       // A pooled socket was dialled for an earlier request: its address must also suit this one's rule.
@@ -621,30 +570,26 @@ function track(guard: GuardCore, req: http.ClientRequest, tracked: Tracked): voi
       return;
     }
     if (!socket.connecting) return;
-    const event = socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect';
-    connectTimer = arm('connect', t.connect);
-    socket.once(event, () => clearTimeout(connectTimer));
-    socket.once('close', () => clearTimeout(connectTimer));
+    deadlines.connecting();
+    socket.once(socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect', () => deadlines.connected());
   };
   const onResponse = (response: http.IncomingMessage) => {
     res = response;
     status = response.statusCode ?? 0;
-    clearTimeout(responseTimer);
-    clearTimeout(connectTimer);
+    deadlines.responding();
     if (secure) tlsVersion = (response.socket as tls.TLSSocket | null)?.getProtocol?.() ?? undefined;
-    idleTimer = arm('idle', t.idle);
     const push = response.push;
     response.push = function push_(this: http.IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
       if (chunk !== null && chunk !== undefined) {
         bytes += (chunk as { length?: number }).length ?? 0;
-        idleTimer?.refresh();
+        deadlines.data();
       }
       return push.call(this, chunk, encoding);
     } as typeof response.push;
     response.once('end', () => finish());
   };
 
-  if (secure) translateCallbackErrors(guard, req, decision);
+  if (secure) translateCallbackErrors(req, decision);
 
   const emit = req.emit;
   req.emit = function emit_(this: http.ClientRequest, event: string | symbol, ...args: unknown[]): boolean {
@@ -653,7 +598,7 @@ function track(guard: GuardCore, req: http.ClientRequest, tracked: Tracked): voi
         onSocket(args[0] as net.Socket);
         break;
       case 'finish':
-        if (!res && !done) responseTimer = arm('response', t.response);
+        if (!res && !exchange.done) deadlines.awaitingResponse();
         break;
       case 'response':
         onResponse(args[0] as http.IncomingMessage);
@@ -665,7 +610,7 @@ function track(guard: GuardCore, req: http.ClientRequest, tracked: Tracked): voi
         finish();
         break;
       case 'error':
-        if (secure) args[0] = translateTlsError(guard, decision, args[0] as Error);
+        if (secure) args[0] = translateTlsError(decision, args[0] as Error);
         error ??= args[0] as Error;
         break;
       case 'close':
@@ -685,7 +630,7 @@ function track(guard: GuardCore, req: http.ClientRequest, tracked: Tracked): voi
  * the socket's write error, before the request's 'error' event): clients that fail on those (got, on
  * Node 24 and later) must get the guard's EgressTlsError there too, not OpenSSL's EPROTO.
  */
-function translateCallbackErrors(guard: GuardCore, req: http.ClientRequest, decision: Decision): void {
+function translateCallbackErrors(req: http.ClientRequest, decision: Decision): void {
   for (const name of ['write', 'end'] as const) {
     const method = req[name] as (...args: unknown[]) => unknown;
     (req as unknown as Record<string, unknown>)[name] = function (
@@ -695,8 +640,7 @@ function translateCallbackErrors(guard: GuardCore, req: http.ClientRequest, deci
       const at = args.findIndex((a) => typeof a === 'function');
       if (at !== -1) {
         const callback = args[at] as (error?: Error | null) => void;
-        args[at] = (error?: Error | null) =>
-          callback(error ? translateTlsError(guard, decision, error) : error);
+        args[at] = (error?: Error | null) => callback(error ? translateTlsError(decision, error) : error);
       }
       return method.apply(this, args);
     };
@@ -710,8 +654,7 @@ const VERSION_FAILURE = /alert protocol version|unsupported protocol|no protocol
  * A handshake that failed on the version, on a socket held to the rule's floor, is reported as what it
  * is: EgressTlsError (reason tls_version) naming the floor and the rule, with OpenSSL's error as cause.
  */
-export function translateTlsError(guard: GuardCore, decision: Decision, error: Error): Error {
-  void guard;
+export function translateTlsError(decision: Decision, error: Error): Error {
   // In report mode the floor is not set on the socket: a failed handshake is not the policy's doing.
   if (decision.mode === 'report') return error;
   const code = (error as { code?: unknown }).code;
@@ -723,36 +666,6 @@ export function translateTlsError(guard: GuardCore, decision: Decision, error: E
     `the TLS handshake found no version at or above the floor ${decision.tls.minVersion} (the server offers only older ones)`,
   );
   return errorForDecision(denial, error);
-}
-
-/** Reports the outcome to the breaker: network errors, timeouts and 5xx fail; the caller's own abort and policy denials do not. */
-function settle(admission: BreakerAdmission | undefined, error: Error | undefined, status = 0): void {
-  if (!admission?.admitted) return;
-  const code = (error as { code?: string } | undefined)?.code;
-  if (error && code !== 'EGRESS_ERR_DENIED' && code !== 'ABORT_ERR') admission.ticket.fail(error);
-  else if (status >= 500) admission.ticket.fail(new Error(`HTTP ${status}`));
-  else admission.ticket.succeed();
-}
-
-/** The completion outcome of a failed request. */
-export function outcomeOf(error: Error): string {
-  switch ((error as { code?: string }).code) {
-    case 'EGRESS_ERR_TIMEOUT':
-      return 'timeout';
-    case 'EGRESS_ERR_TLS':
-      return 'tls';
-    case 'EGRESS_ERR_DENIED':
-      return 'denied';
-    case 'EGRESS_ERR_CIRCUIT_OPEN':
-      return 'circuit_open';
-    default:
-      return 'error';
-  }
-}
-
-export function errorType(error: unknown): string {
-  const e = error as { code?: unknown; name?: unknown } | undefined;
-  return typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'Error';
 }
 
 export function circuitOpenError(

@@ -5,19 +5,11 @@ import type tls from 'node:tls';
 import type { Decision, Scheme } from '@egress-guard/policy';
 import { timeoutError } from '@egress-guard/policy';
 import type { GuardCore } from '../guard/guard-core.js';
+import { errorType, outcomeOf } from '../pipeline/outcome.js';
 import { decideAndRecord, dialChecksOf, recordCompletion } from '../pipeline/record.js';
 import { attachContext, type ConnectionContext } from '../socket/connection-context.js';
 import { guardedLookup } from '../socket/guarded-lookup.js';
-import {
-  bare,
-  circuitOpenError,
-  decideTunnelTarget,
-  errorType,
-  hostForUrl,
-  outcomeOf,
-  raiseFloor,
-  stripQuery,
-} from './http.js';
+import { bare, circuitOpenError, decideTunnelTarget, hostForUrl, raiseFloor, stripQuery } from './http.js';
 
 type Connect = typeof http2.connect;
 type Request = http2.ClientHttp2Session['request'];
