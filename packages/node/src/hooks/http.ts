@@ -520,6 +520,15 @@ function refusedSocket(context: ConnectionContext, error: Error): net.Socket {
   return socket;
 }
 
+/** What `track` has seen of one request so far. */
+interface Seen {
+  status: number;
+  bytes: number;
+  error: Error | undefined;
+  res: http.IncomingMessage | undefined;
+  tlsVersion: string | undefined;
+}
+
 /**
  * Times an allowed request against the rule's limits (see Deadlines: connect while its socket connects,
  * response from the request being sent to the headers, idle between body chunks, total) and ends its
@@ -532,97 +541,116 @@ function track(
   context: ConnectionContext,
   secure: boolean,
 ): void {
-  const { guard, decision } = exchange;
-  let status = 0;
-  let bytes = 0;
-  let error: Error | undefined;
-  let res: http.IncomingMessage | undefined;
-  let tlsVersion: string | undefined;
+  const seen: Seen = { status: 0, bytes: 0, error: undefined, res: undefined, tlsVersion: undefined };
   const finish = (outcome?: string) => {
     deadlines.clear();
     exchange.end({
       outcome,
-      error,
-      status,
-      fields: { 'egress.bytes.received': bytes, 'tls.protocol.version': tlsVersion },
+      error: seen.error,
+      status: seen.status,
+      fields: { 'egress.bytes.received': seen.bytes, 'tls.protocol.version': seen.tlsVersion },
     });
   };
-  const deadlines = new Deadlines(decision, (elapsed) => {
+  const deadlines = new Deadlines(exchange.decision, (elapsed) => {
     if (exchange.done) return;
-    error = elapsed;
+    seen.error = elapsed;
     finish('timeout');
-    if (res && !res.complete) {
-      // Once the body is flowing, the error belongs to whoever reads it: close the socket quietly first so
-      // the request itself does not emit a second, unexpected 'error' after its response.
-      (res.socket ?? req.socket)?.destroy();
-      res.destroy(elapsed);
-    } else req.destroy(elapsed);
+    abandon(req, seen.res, elapsed);
   });
-  const onSocket = (socket: net.Socket) => {
-    if (req.reusedSocket) {
-      // A pooled socket was dialled for an earlier request: its address must also suit this one's rule.
-      const address = socket.remoteAddress;
-      const failure = address ? checkDialledAddress(guard, context, address) : undefined;
-      if (failure) {
-        error = failure;
-        req.destroy(failure);
-      }
-      return;
-    }
-    if (!socket.connecting) return;
-    deadlines.connecting();
-    socket.once(socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect', () => deadlines.connected());
-  };
-  const onResponse = (response: http.IncomingMessage) => {
-    res = response;
-    status = response.statusCode ?? 0;
-    deadlines.responding();
-    if (secure) tlsVersion = (response.socket as tls.TLSSocket | null)?.getProtocol?.() ?? undefined;
-    const push = response.push;
-    response.push = function push_(this: http.IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
-      if (chunk !== null && chunk !== undefined) {
-        bytes += (chunk as { length?: number }).length ?? 0;
-        deadlines.data();
-      }
-      return push.call(this, chunk, encoding);
-    } as typeof response.push;
-    response.once('end', () => finish());
-  };
-
-  if (secure) translateCallbackErrors(req, decision);
-
-  const emit = req.emit;
-  req.emit = function emit_(this: http.ClientRequest, event: string | symbol, ...args: unknown[]): boolean {
+  if (secure) translateCallbackErrors(req, exchange.decision);
+  watchEmits(req, (event, args) => {
     switch (event) {
       case 'socket':
-        onSocket(args[0] as net.Socket);
-        break;
+        return onSocket(req, args[0] as net.Socket, exchange, context, deadlines, seen);
       case 'finish':
-        if (!res && !exchange.done) deadlines.awaitingResponse();
-        break;
+        if (!seen.res && !exchange.done) deadlines.awaitingResponse();
+        return;
       case 'response':
-        onResponse(args[0] as http.IncomingMessage);
-        break;
+        return onResponse(args[0] as http.IncomingMessage, secure, deadlines, seen, finish);
       case 'upgrade':
       case 'connect':
         // The exchange ends at the upgrade (WebSocket) or the tunnel (CONNECT): the socket is the caller's now.
-        status = (args[0] as http.IncomingMessage).statusCode ?? 0;
-        finish();
-        break;
+        seen.status = (args[0] as http.IncomingMessage).statusCode ?? 0;
+        return finish();
       case 'error':
-        if (secure) args[0] = translateTlsError(decision, args[0] as Error);
-        error ??= args[0] as Error;
-        break;
+        if (secure) args[0] = translateTlsError(exchange.decision, args[0] as Error);
+        seen.error ??= args[0] as Error;
+        return;
       case 'close':
-        finish(error ? undefined : res?.complete ? undefined : 'aborted');
-        break;
+        return finish(seen.error ? undefined : seen.res?.complete ? undefined : 'aborted');
     }
+  });
+}
+
+/** Fails a request whose limit elapsed, without a second 'error' from the request after its response. */
+function abandon(req: http.ClientRequest, res: http.IncomingMessage | undefined, error: Error): void {
+  if (res && !res.complete) {
+    // Once the body is flowing, the error belongs to whoever reads it: close the socket quietly first.
+    (res.socket ?? req.socket)?.destroy();
+    res.destroy(error);
+  } else req.destroy(error);
+}
+
+/** Calls `watch` with each event the request emits (it may replace the arguments), before its listeners. */
+function watchEmits(req: http.ClientRequest, watch: (event: string | symbol, args: unknown[]) => void): void {
+  const emit = req.emit;
+  req.emit = function emit_(this: http.ClientRequest, event: string | symbol, ...args: unknown[]): boolean {
+    watch(event, args);
     return (emit as (this: unknown, e: string | symbol, ...a: unknown[]) => boolean).call(
       this,
       event,
       ...args,
     );
   } as typeof req.emit;
+}
+
+/**
+ * The request got its socket: a pooled one was dialled for an earlier request, so its address must also
+ * suit this one's rule; a new one is held to the connect limit until it is up.
+ */
+function onSocket(
+  req: http.ClientRequest,
+  socket: net.Socket,
+  exchange: Exchange,
+  context: ConnectionContext,
+  deadlines: Deadlines,
+  seen: Seen,
+): void {
+  if (req.reusedSocket) {
+    const address = socket.remoteAddress;
+    const failure = address ? checkDialledAddress(exchange.guard, context, address) : undefined;
+    if (failure) {
+      seen.error = failure;
+      req.destroy(failure);
+    }
+    return;
+  }
+  if (!socket.connecting) return;
+  deadlines.connecting();
+  socket.once(socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect', () => deadlines.connected());
+}
+
+/** The response headers arrived: count the body as it is pushed (without starting it flowing), time its gaps. */
+function onResponse(
+  response: http.IncomingMessage,
+  secure: boolean,
+  deadlines: Deadlines,
+  seen: Seen,
+  finish: () => void,
+): void {
+  seen.res = response;
+  seen.status = response.statusCode ?? 0;
+  deadlines.responding();
+  if (secure) seen.tlsVersion = (response.socket as tls.TLSSocket | null)?.getProtocol?.() ?? undefined;
+  const push = response.push;
+  response.push = function push_(this: http.IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
+    if (chunk !== null && chunk !== undefined) {
+      seen.bytes += (chunk as { length?: number }).length ?? 0;
+      deadlines.data();
+    }
+    return push.call(this, chunk, encoding);
+  } as typeof response.push;
+  response.once('end', () => finish());
 }
 
 /**
