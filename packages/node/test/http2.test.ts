@@ -14,6 +14,7 @@ import {
   type EventSink,
   eventSink,
   type HttpHandler,
+  listenEphemeral,
   lookupVia,
   loopbackRule,
   okHandler,
@@ -43,6 +44,18 @@ const handlers: Record<string, HttpHandler> = {
   '/v1/fail': (_req, res) => {
     res.writeHead(503);
     res.end();
+  },
+  // Headers and a first chunk, then nothing: the idle limit between chunks.
+  '/v1/stall': (_req, res) => {
+    res.writeHead(200);
+    res.write('first');
+  },
+  // A chunk every 40 ms, never done: within the idle limit, past the total one.
+  '/v1/drip': (_req, res) => {
+    res.writeHead(200);
+    const drip = setInterval(() => res.write('.'), 40);
+    timers.push(drip);
+    res.on('close', () => clearInterval(drip));
   },
 };
 
@@ -301,6 +314,26 @@ describe('streams', () => {
     expect(server.requests).toHaveLength(2);
   });
 
+  it.each([
+    ['idle', '/v1/stall', { idle: '150ms' }, 150],
+    ['total', '/v1/drip', { idle: '1s', total: '250ms' }, 250],
+  ] as const)('%s timeout on a stream that has its response', async (kind, path, timeouts, limitMs) => {
+    installWith(policy({ timeouts }));
+    const session = connect(origin('api.example.test'));
+    const stream = session.request({ ':path': path });
+    stream.resume();
+    const error = await streamError(stream);
+    expect(error).toMatchObject({ code: 'EGRESS_ERR_TIMEOUT', timeout: kind, limitMs, rule: 'api' });
+    const streamId = sink.decisions()[1]!['egress.id'];
+    const [completion] = sink.completions().filter((e) => e['egress.id'] === streamId);
+    expect(completion).toMatchObject({
+      'egress.outcome': 'timeout',
+      'error.type': 'EGRESS_ERR_TIMEOUT',
+      'http.response.status_code': 200,
+    });
+    expect(completion!['egress.bytes.received']).toBeGreaterThan(0);
+  });
+
   it('one decision and one completion per stream', async () => {
     installWith();
     const session = connect(origin('api.example.test'));
@@ -315,6 +348,110 @@ describe('streams', () => {
     expect(sink.decisions()).toHaveLength(4);
     expect(sink.completions()).toHaveLength(4);
     expect(sink.completions().map((e) => e['egress.outcome'])).toEqual(['ok', 'ok', 'denied', 'ok']);
+  });
+});
+
+describe('CONNECT streams (the session is an HTTP/2 proxy)', () => {
+  let proxy: http2.Http2SecureServer;
+  let proxyPort: number;
+  let proxied: string[] = [];
+  const proxyRules = [
+    loopbackRule('proxy-h2', ['api.example.test']),
+    loopbackRule('db', ['db.example.test'], { schemes: ['tcp'] }),
+  ];
+
+  beforeAll(async () => {
+    const { certPem, keyPem } = await pki.issue(NAMES);
+    proxy = http2.createSecureServer({ cert: certPem, key: keyPem });
+    proxy.on('stream', (stream, headers) => {
+      proxied.push(`${headers[':method']} ${headers[':authority']}`);
+      stream.respond({ ':status': headers[':method'] === 'CONNECT' ? 200 : 405 });
+      stream.end();
+    });
+    proxyPort = await listenEphemeral(proxy);
+  });
+
+  afterEach(() => {
+    proxied = [];
+  });
+
+  afterAll(async () => {
+    await new Promise((resolve) => proxy.close(resolve));
+  });
+
+  /** Opens a CONNECT stream to `authority`; resolves with its response status, or the error it failed with. */
+  async function tunnel(session: http2.ClientHttp2Session, authority: string): Promise<unknown> {
+    const stream = session.request({ ':method': 'CONNECT', ':authority': authority });
+    const closed = new Promise((resolve) => stream.once('close', resolve));
+    const result = await new Promise<unknown>((resolve) => {
+      stream.once('error', resolve);
+      stream.once('response', (headers) => resolve(headers[':status']));
+    });
+    stream.close();
+    await closed;
+    return result;
+  }
+
+  // Before: the tunnel's decision was recorded under an id of its own, unrelated to the stream's.
+  it("the tunnel's target is decided under the stream's id; a target no rule lists is refused unsent", async () => {
+    installWith(policyOf({ allow: proxyRules }));
+    const session = connect(`https://api.example.test:${proxyPort}`);
+    expect(await tunnel(session, 'db.example.test:5432')).toBe(200);
+    const refused = await tunnel(session, 'evil.example.test:443');
+    expect(refused).toMatchObject({
+      code: 'EGRESS_ERR_DENIED',
+      reason: 'host_not_allowed',
+      host: 'evil.example.test',
+    });
+    expect(proxied).toEqual(['CONNECT db.example.test:5432']);
+    const [, allowedStream, allowedTunnel, refusedStream, refusedTunnel] = sink.decisions();
+    expect(allowedStream).toMatchObject({ 'egress.hook': 'http2', 'http.request.method': 'CONNECT' });
+    expect(allowedTunnel).toMatchObject({
+      'egress.id': allowedStream!['egress.id'],
+      'egress.hook': 'http2.tunnel',
+      'egress.decision': 'allowed',
+      'egress.rule': 'db',
+      'url.scheme': 'tcp',
+      'server.address': 'db.example.test',
+      'server.port': 5432,
+    });
+    expect(refusedTunnel).toMatchObject({
+      'egress.id': refusedStream!['egress.id'],
+      'egress.hook': 'http2.tunnel',
+      'egress.decision': 'denied',
+      'egress.reason': 'host_not_allowed',
+    });
+    const completionOf = (id: unknown) => sink.completions().filter((e) => e['egress.id'] === id);
+    expect(completionOf(allowedStream!['egress.id'])).toEqual([
+      expect.objectContaining({ 'egress.hook': 'http2', 'http.response.status_code': 200 }),
+    ]);
+    expect(completionOf(refusedStream!['egress.id'])).toEqual([
+      expect.objectContaining({
+        'egress.hook': 'http2',
+        'egress.outcome': 'denied',
+        'error.type': 'host_not_allowed',
+        'server.address': 'evil.example.test',
+      }),
+    ]);
+  });
+
+  // Before: the tunnel's target was decided at Date.now(), not at the guard's clock, so reportUntil was
+  // judged at another time than every other decision of the guard.
+  it("the tunnel's target is decided at the guard's clock (report mode until reportUntil)", async () => {
+    sink = eventSink();
+    install({
+      policy: policyOf({ mode: 'report', reportUntil: '2020-01-01', allow: proxyRules }),
+      lookup: lookupVia(dns),
+      destination: sink,
+      now: () => Date.parse('2019-12-31T00:00:00Z'),
+    });
+    const session = connect(`https://api.example.test:${proxyPort}`);
+    expect(await tunnel(session, 'evil.example.test:443')).toBe(200);
+    expect(proxied).toEqual(['CONNECT evil.example.test:443']);
+    expect(sink.decisions().find((e) => e['egress.hook'] === 'http2.tunnel')).toMatchObject({
+      'egress.decision': 'reported',
+      'egress.reason': 'host_not_allowed',
+    });
   });
 });
 

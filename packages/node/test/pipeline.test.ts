@@ -5,6 +5,7 @@
  */
 import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
+import https from 'node:https';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { install, uninstall } from '../src/index.js';
@@ -168,6 +169,36 @@ describe('connection-level denials are recorded as denials', () => {
       ['undici.connect', 'denied'],
     ]);
     expect(sink.completions().map((e) => e['egress.outcome'])).toEqual(['denied']);
+  });
+});
+
+describe('node:https decides the connection as the edge does', () => {
+  it('https.request to a host allowed for https and denied for wss: denied, zero connections', async () => {
+    sink = eventSink();
+    install({
+      policy: policyOf({
+        allow: [loopbackRule('api', ['api.example.test'], { schemes: ['https'] })],
+        deny: [{ name: 'no-websockets', hosts: ['api.example.test'], schemes: ['wss'] }],
+      }),
+      lookup: lookupVia(dns),
+      destination: sink,
+    });
+    const before = server.connections;
+    const error = await new Promise<Error>((resolve) => {
+      https.get(`https://api.example.test:${server.port}/v1/x`).on('error', resolve);
+    });
+    expect(error).toMatchObject({
+      code: 'EGRESS_ERR_DENIED',
+      reason: 'explicit_deny',
+      rule: 'no-websockets',
+    });
+    expect(server.connections - before).toBe(0);
+    const decisions = sink.decisions();
+    expect(decisions.map((e) => [e['egress.hook'], e['egress.decision']])).toEqual([
+      ['https', 'allowed'],
+      ['https.connect', 'denied'],
+    ]);
+    expect(new Set(decisions.map((e) => e['egress.id'])).size).toBe(1);
   });
 });
 

@@ -226,6 +226,55 @@ export const droppedEventSchema = z
       'Written when the destination accepts writes again after a loss: how many events were dropped.',
   });
 
+/** Summary mode: the allowed traffic of one key over one interval. */
+export const summaryEventSchema = z
+  .strictObject({
+    'event.name': d(z.literal('egress.summary'), 'OpenTelemetry event.name.'),
+    ...base,
+    'egress.rule': d(z.string(), 'Name of the rule that allowed the traffic.').optional(),
+    'egress.policy.hash': d(
+      z.union([hex64, z.literal('')]),
+      'sha256 of the policy that allowed the traffic; a reload starts new summaries.',
+    ),
+    'egress.outcome': d(
+      z.string().min(1),
+      'How the requests or connections ended: ok, error, timeout, circuit_open (the outcomes that are summarised).',
+    ),
+    'url.scheme': d(z.enum(SCHEMES), 'OpenTelemetry url.scheme: the policy scheme of the destination.'),
+    'server.address': serverAddress.optional(),
+    'server.port': d(port, 'OpenTelemetry server.port.'),
+    'error.type': d(
+      z.string(),
+      'OpenTelemetry error.type: for outcomes other than ok, the error class or code common to the requests counted.',
+    ).optional(),
+    'egress.summary.start': d(z.iso.datetime(), 'Start of the interval counted (ISO 8601, UTC).'),
+    'egress.summary.end': d(z.iso.datetime(), 'End of the interval counted (ISO 8601, UTC).'),
+    'egress.summary.count': d(
+      z.number().int().min(1),
+      'Requests or connections with this rule, origin and outcome that ended in the interval.',
+    ),
+    'egress.bytes.sent': d(count, 'Bytes sent to the destination, in all.'),
+    'egress.bytes.received': d(count, 'Bytes received from the destination, in all.'),
+    'egress.summary.duration_p50_ms': d(
+      z.number().min(0),
+      'Median duration in milliseconds (within 2%), from the decision to the end.',
+    ),
+    'egress.summary.duration_p90_ms': d(
+      z.number().min(0),
+      '90th percentile duration in milliseconds (within 2%).',
+    ),
+    'egress.summary.duration_p99_ms': d(
+      z.number().min(0),
+      '99th percentile duration in milliseconds (within 2%).',
+    ),
+    'egress.summary.duration_max_ms': d(z.number().min(0), 'Longest duration in milliseconds.'),
+  })
+  .register(registry, {
+    id: 'SummaryEvent',
+    description:
+      'Summary mode: the allowed traffic of one rule, origin and outcome over one interval (count, bytes, duration quantiles).',
+  });
+
 /** Any audit event. */
 export const egressEventSchema = z.discriminatedUnion('event.name', [
   decisionEventSchema,
@@ -233,6 +282,7 @@ export const egressEventSchema = z.discriminatedUnion('event.name', [
   policyEventSchema,
   breakerEventSchema,
   droppedEventSchema,
+  summaryEventSchema,
 ]);
 
 /**

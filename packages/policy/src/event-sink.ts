@@ -56,9 +56,11 @@ type Destination = DestinationStream & {
 };
 
 /**
- * Pending lines are joined into one flat string every 64 KiB: a line from pino is a tree of small
- * string pieces that takes several times its length in memory; a joined chunk takes its length. What
- * the queue holds in memory is therefore its byte count, not a multiple of it.
+ * Pending lines are sealed into one Buffer every 64 KiB. A line from pino is a tree of small string
+ * pieces that takes several times its length in the JS heap; a sealed chunk takes exactly its length,
+ * outside the heap. Long-lived strings there would also raise V8's old-generation limit (a multiple of
+ * what is live), letting garbage pile up to several times the queue before a collection: held in
+ * Buffers, what the queue costs in memory is its byte count.
  */
 const SEAL_LENGTH = 64 * 1024;
 
@@ -71,28 +73,47 @@ const SEAL_LENGTH = 64 * 1024;
 const BATCH_LENGTH = 1024 * 1024;
 
 /**
- * Lines waiting for the destination, in order, as flat chunks plus the current pending lines. Lengths
- * are string lengths: bytes for ASCII, which is what events are (hosts are A-labels, queries redacted).
+ * Lines waiting for the destination, in order: sealed chunks (exact UTF-8 bytes) and the pending lines
+ * (counted by string length: bytes for ASCII, which events are: hosts are A-labels, queries redacted).
  */
 class LineQueue {
-  private chunks: string[] = [];
+  private chunks: Buffer[] = [];
   private chunkLines: number[] = [];
   private pending: string[] = [];
   private pendingLength = 0;
+  /** Bytes held. */
   length = 0;
   lines = 0;
 
+  /** `sealLength`: the largest chunk (a line longer than that is a chunk of its own). */
+  constructor(private readonly sealLength: number) {}
+
   push(line: string): void {
+    if (this.pendingLength > 0 && this.pendingLength + line.length > this.sealLength) this.seal();
     this.pending.push(line);
     this.pendingLength += line.length;
     this.length += line.length;
     this.lines++;
-    if (this.pendingLength >= SEAL_LENGTH) this.seal();
   }
 
-  /** Takes lines from the front, about `limit` characters (whole chunks; at least one). */
+  /** Takes lines from the front, as one string of about `limit` bytes at most (at least one line). */
   take(limit: number): { data: string; lines: number } {
-    if (this.chunks.length === 0) this.seal();
+    if (this.chunks.length === 0) {
+      // Nothing sealed: pending lines go as they are, without a round trip through a Buffer.
+      let n = 0;
+      let size = 0;
+      while (n < this.pending.length && (n === 0 || size + this.pending[n]!.length <= limit)) {
+        size += this.pending[n]!.length;
+        n++;
+      }
+      const taken = n === this.pending.length ? this.pending : this.pending.slice(0, n);
+      const data = taken.join('');
+      this.pending = n === this.pending.length ? [] : this.pending.slice(n);
+      this.pendingLength -= size;
+      this.length -= size;
+      this.lines -= n;
+      return { data, lines: n };
+    }
     let n = 0;
     let size = 0;
     let lines = 0;
@@ -101,7 +122,7 @@ class LineQueue {
       lines += this.chunkLines[n]!;
       n++;
     }
-    const data = n === 1 ? this.chunks[0]! : this.chunks.slice(0, n).join('');
+    const data = (n === 1 ? this.chunks[0]! : Buffer.concat(this.chunks.slice(0, n), size)).toString();
     this.chunks.splice(0, n);
     this.chunkLines.splice(0, n);
     this.length -= size;
@@ -119,9 +140,10 @@ class LineQueue {
   }
 
   private seal(): void {
-    if (this.pending.length === 0) return;
-    this.chunks.push(this.pending.join(''));
+    const chunk = Buffer.from(this.pending.join(''));
+    this.chunks.push(chunk);
     this.chunkLines.push(this.pending.length);
+    this.length += chunk.length - this.pendingLength;
     this.pending = [];
     this.pendingLength = 0;
   }
@@ -184,13 +206,17 @@ export class BoundedSink {
   private warned = false;
   private readonly recovered = new Set<() => void>();
   private readonly batching: boolean;
-  private readonly queue = new LineQueue();
+  private readonly queue: LineQueue;
+  /** Largest write handed to a batching destination: 1 MiB, or its own `maxLength` if smaller. */
+  private readonly batchLength: number;
 
   constructor(
     private readonly dest: Destination,
     private readonly options: { maxBufferedBytes: number },
   ) {
     this.batching = isAsyncSonicBoom(dest);
+    this.batchLength = dest.maxLength ? Math.min(BATCH_LENGTH, dest.maxLength) : BATCH_LENGTH;
+    this.queue = new LineQueue(Math.min(SEAL_LENGTH, this.batchLength));
     dest.on?.('error', (error: Error) => this.fail(error));
     dest.on?.('drain', () => this.onDrain());
     // sonic-boom drops writes itself when they would exceed its own maxLength.
@@ -207,6 +233,14 @@ export class BoundedSink {
     }
   }
 
+  /**
+   * Counts an event that is not written because the sink does not accept it now ({@link accepting} is
+   * false): the emitter calls this instead of serialising a line that would be dropped.
+   */
+  refuse(): void {
+    this.drop(this.state === 'failed' ? 'sink_error' : 'backpressure');
+  }
+
   /** pino writes each line here. Always returns true: backpressure is handled here, not by pino. */
   write(line: string): boolean {
     if (this.state === 'failed') {
@@ -214,7 +248,8 @@ export class BoundedSink {
       return true;
     }
     if (this.dropping) {
-      if (this.held() + line.length > this.options.maxBufferedBytes / 2) {
+      // The same test as `accepting`: a loss report written because the sink accepts must not be dropped.
+      if (this.held() > this.options.maxBufferedBytes / 2) {
         this.drop('backpressure');
         return true;
       }
@@ -326,7 +361,7 @@ export class BoundedSink {
    */
   handOverAll(): void {
     while (this.state !== 'failed' && this.queue.lines > 0) {
-      const { data, lines } = this.queue.take(BATCH_LENGTH);
+      const { data, lines } = this.queue.take(this.batchLength);
       this.handOver(data, lines);
     }
   }
@@ -397,18 +432,22 @@ export class BoundedSink {
     else this.recover();
   }
 
-  /** The destination has written what it had: give it the next batch, or say it has caught up. */
+  /**
+   * The destination has written what it had: give it the next batch, or say it has caught up. A loop: a
+   * batch the destination dropped (sonic-boom's maxLength) starts no write, and so brings no 'drain'.
+   */
   private pump(): void {
-    if (this.state === 'failed' || this.dest._writing === true) return;
-    if (this.queue.lines === 0) {
-      this.recover();
-      return;
+    const half = this.options.maxBufferedBytes / 2;
+    while (this.state !== 'failed' && this.dest._writing !== true) {
+      if (this.queue.lines === 0) {
+        this.recover();
+        return;
+      }
+      // Room again: the loss report goes at the end of the queue, after what was accepted before the loss.
+      if (this.dropping && this.held() <= half) this.resume();
+      const { data, lines } = this.queue.take(this.batchLength);
+      this.handOver(data, lines);
     }
-    // Room again (the report, if any, goes at the end of the queue: after what was accepted before the loss).
-    if (this.dropping && this.held() <= this.options.maxBufferedBytes / 2) this.resume();
-    const limit = this.dest.maxLength ? Math.min(BATCH_LENGTH, this.dest.maxLength) : BATCH_LENGTH;
-    const { data, lines } = this.queue.take(limit);
-    this.handOver(data, lines);
   }
 
   private drop(reason: DropReason, count = 1): void {

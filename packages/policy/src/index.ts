@@ -4,6 +4,16 @@
  * and emit audit events in the shared schema.
  */
 export * from './address/index.js';
+export {
+  type AllowedAudit,
+  AllowedTrafficSummary,
+  type AllowedTrafficSummaryOptions,
+  type AuditOptions,
+  DEFAULT_SUMMARY_INTERVAL_MS,
+  LatencyHistogram,
+  SUMMARISED_OUTCOMES,
+  type SummarisedDecision,
+} from './audit-summary.js';
 export { canonicalJson } from './canonical-json.js';
 export { DEFAULT_BREAKER, DEFAULT_TIMEOUTS, DEFAULT_TLS } from './compiled-rule.js';
 export * from './decide/index.js';
@@ -21,6 +31,7 @@ export {
   eventJsonSchema,
   policyDiffSchema,
   policyEventSchema,
+  summaryEventSchema,
 } from './event-schema.js';
 export { DEFAULT_MAX_BUFFERED_BYTES, type SinkState, type SinkStats } from './event-sink.js';
 export * from './events.js';

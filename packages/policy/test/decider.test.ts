@@ -401,3 +401,35 @@ describe('policy hash', () => {
     expect(c.hash).not.toBe(a.hash);
   });
 });
+
+describe('raw connections carry what a deny rule forbids', () => {
+  const policy = createPolicy({
+    version: 1,
+    allow: [{ name: 'raw', hosts: ['x.example.com'], schemes: ['tls', 'tcp'], ports: [443, 80] }],
+    deny: [
+      { name: 'no-https', hosts: ['x.example.com'], schemes: ['https'] },
+      { name: 'no-ws', hosts: ['x.example.com'], schemes: ['ws'] },
+    ],
+  });
+  it('a tls connection is held by a deny rule for https or wss', () => {
+    expect(policy.decide({ scheme: 'tls', host: 'x.example.com', port: 443 })).toMatchObject({
+      result: 'denied',
+      reason: 'explicit_deny',
+      rule: 'no-https',
+    });
+  });
+  it('a tcp connection is held by a deny rule for http or ws', () => {
+    expect(policy.decide({ scheme: 'tcp', host: 'x.example.com', port: 80 })).toMatchObject({
+      result: 'denied',
+      rule: 'no-ws',
+    });
+  });
+  it('a deny rule for https does not hold an https request decided with its scheme', () => {
+    const allowHttps = createPolicy({
+      version: 1,
+      allow: [{ name: 'api', hosts: ['x.example.com'] }],
+      deny: [{ name: 'no-raw', hosts: ['x.example.com'], schemes: ['tls'] }],
+    });
+    expect(allowHttps.decide({ scheme: 'https', host: 'x.example.com', port: 443 }).result).toBe('allowed');
+  });
+});

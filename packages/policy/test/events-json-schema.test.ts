@@ -168,6 +168,7 @@ describe('the published event schema', () => {
       'DroppedEvent',
       'PolicyDiff',
       'PolicyEvent',
+      'SummaryEvent',
     ]);
   });
 

@@ -1,4 +1,4 @@
-import { CONNECTION_SCHEMES, decideAnyScheme, refineDecision } from '@egress-guard/policy';
+import { decideTunnelOpening, refineDecision } from '@egress-guard/policy';
 /**
  * The explicit proxy listener: clients configured with `HTTPS_PROXY`/`HTTP_PROXY` send `CONNECT host:port`
  * (a tunnel, whose contents are then sniffed like any other flow, with the CONNECT host as the claim the
@@ -83,7 +83,7 @@ export async function handleExplicit(rt: EdgeRuntime, conn: Connection): Promise
 
 /**
  * Handles `CONNECT host:port`: refuses at once (403, nothing dialled) when the policy allows the host on
- * that port for no scheme at all; otherwise answers 200 and sniffs what the client sends through the
+ * that port for no scheme at all (`decideTunnelOpening`); otherwise answers 200 and sniffs what the client sends through the
  * tunnel. Nothing is dialled before the client's first bytes are checked against the CONNECT host.
  */
 export async function openTunnel(
@@ -95,7 +95,7 @@ export async function openTunnel(
 ): Promise<void> {
   const policy = rt.policy;
   const service = policy.serviceForAddress(conn.source);
-  const pre = decideAnyScheme(policy, CONNECTION_SCHEMES.any, { host, port, service });
+  const pre = decideTunnelOpening(policy, { host, port, service });
   if (pre.result === 'denied') {
     refuse(conn, rt.newFlow(conn), pre, httpError(403, pre.reason, pre.message));
     return;

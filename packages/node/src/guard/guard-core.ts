@@ -3,10 +3,8 @@ import { type FSWatcher, watch } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import { basename, dirname } from 'node:path';
 import {
-  type CompletionEvent,
   createEventEmitter,
   type Decision,
-  type DecisionEvent,
   type Destination,
   decideConnection,
   decideInvalid,
@@ -17,7 +15,6 @@ import {
   type EventEmitter,
   errorForDecision,
   loadPolicyFile,
-  loadPolicyFileSync,
   type Policy,
 } from '@egress-guard/policy';
 import { AuditLog, type CheckDetails, type Checked } from './audit-log.js';

@@ -3,25 +3,16 @@ import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import {
-  type Decision,
-  decideTlsVersion,
-  decideVerifyDisabled,
-  meetsTlsFloor,
-  timeoutError,
-} from '@egress-guard/policy';
+import type { Decision } from '@egress-guard/policy';
 import type { GuardCore } from '../guard/guard-core.js';
-import { errorType, outcomeOf } from '../pipeline/outcome.js';
-import {
-  checkDialledAddress,
-  decideAndRecord,
-  dialChecksOf,
-  recordCompletion,
-  recordDecision,
-} from '../pipeline/record.js';
-import { contextOf } from '../socket/connection-context.js';
+import { endOnClose, endRefused } from '../pipeline/connection-end.js';
+import { Deadlines } from '../pipeline/deadlines.js';
+import { Exchange } from '../pipeline/exchange.js';
+import { checkDialledAddress, dialChecksOf, recordDecision } from '../pipeline/record.js';
+import { TlsChecks } from '../pipeline/tls-checks.js';
+import { type ConnectionContext, contextOf } from '../socket/connection-context.js';
 import { guardedLookup } from '../socket/guarded-lookup.js';
-import { translateTlsError } from './http.js';
+import { bare, hostForUrl, raiseFloor, translateTlsError } from './http.js';
 
 type Callback = (error: Error | null, socket?: Duplex) => void;
 type ConnectOptions = http.ClientRequestArgs & tls.ConnectionOptions & { lookup?: unknown; path?: string };
@@ -77,6 +68,21 @@ export function createHttpsAgent(guard: GuardCore, options?: https.AgentOptions)
   return agent;
 }
 
+/** One connection an agent opens: where it goes, the decision it carries, and its own life if it has one. */
+interface AgentConnection {
+  guard: GuardCore;
+  secure: boolean;
+  hook: string;
+  host: string;
+  port: number;
+  context: ConnectionContext;
+  /**
+   * The connection's decision and completion events, when the agent decided it; undefined when a request
+   * the http patch decided brought its decision along (that request's events tell its story).
+   */
+  exchange: Exchange | undefined;
+}
+
 function guardedConnection(
   guard: GuardCore,
   secure: boolean,
@@ -86,7 +92,22 @@ function guardedConnection(
 ): Duplex | null | undefined {
   // IPC (unix sockets, named pipes) is not egress.
   if (options.socketPath || options.path) return create(options, callback);
-  const started = performance.now();
+  const connection = holdConnection(guard, secure, options);
+  if (connection instanceof Error) return fail(callback, connection);
+  const opts = connectOptions(connection, options);
+  const refusal = (secure ? checkTlsOptions(connection, opts) : undefined) ?? checkAddressLiteral(connection);
+  if (refusal) return fail(callback, endRefused(connection.exchange, refusal));
+  const socket = create(opts, callback) as net.Socket | null | undefined;
+  if (socket) watchConnection(connection, socket);
+  return socket;
+}
+
+/**
+ * The connection's decision: the one a request the http patch decided brings along in its `lookup`, or
+ * one made here as a transport (its requests are not in view) and recorded. Returns the error to fail a
+ * refused connection with.
+ */
+function holdConnection(guard: GuardCore, secure: boolean, options: ConnectOptions): AgentConnection | Error {
   const hook = secure ? 'https.agent' : 'http.agent';
   const rawHost =
     typeof options.host === 'string'
@@ -94,157 +115,120 @@ function guardedConnection(
       : typeof options.hostname === 'string'
         ? options.hostname
         : 'localhost';
-  const host = rawHost.startsWith('[') && rawHost.endsWith(']') ? rawHost.slice(1, -1) : rawHost;
+  const host = bare(rawHost);
   const port = Number(options.port) || (secure ? 443 : 80);
-  const fail = (error: Error): undefined => {
-    if (callback) callback(error);
-    else throw error;
-    return undefined;
+  const carried = contextOf(options.lookup);
+  if (carried) return { guard, secure, hook, host, port, context: carried, exchange: undefined };
+  const transport = guard.decideTransport(host, port, secure);
+  const url = `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}/`;
+  const checked = recordDecision(guard, transport, { scheme: transport.scheme, host, port }, hook, { url });
+  const exchange = new Exchange(guard, checked, hook);
+  if (!exchange.allowed) return exchange.refuse();
+  const context: ConnectionContext = {
+    scheme: transport.scheme,
+    host,
+    port,
+    service: guard.service,
+    decision: transport,
+    hook,
+    id: exchange.id,
   };
+  return { guard, secure, hook, host, port, context, exchange };
+}
 
-  // A request the http patch decided brings its decision along; anything else is decided here.
-  let context = contextOf(options.lookup);
-  let own: { id: string; decision: Decision } | undefined;
-  if (!context) {
-    const transport = guard.decideTransport(host, port, secure);
-    const checked = decideAndRecord(guard, { scheme: transport.scheme, host, port }, hook, {
-      url: `${secure ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}/`,
-    });
-    own = checked;
-    if (!checked.decision.allowed) {
-      complete(guard, own, hook, started, 'denied', checked.decision.reason);
-      return fail(guard.errorFor(checked.decision));
-    }
-    context = {
-      scheme: checked.decision.scheme,
-      host,
-      port,
-      service: guard.service,
-      decision: checked.decision,
-      hook,
-      id: checked.id,
-    };
-  }
-  const decision = context.decision;
+/**
+ * The options the connection is made with: a guarded look-up for a connection the agent decided (each
+ * address it dials is checked), and for TLS the rule's floor and the guard's `ca` as extra trust.
+ */
+function connectOptions(connection: AgentConnection, options: ConnectOptions): ConnectOptions {
+  const { guard, context } = connection;
   const opts: ConnectOptions = { ...options };
-  if (!contextOf(options.lookup)) {
+  if (connection.exchange) {
     opts.lookup = guardedLookup(
       dialChecksOf(guard),
       context,
       typeof options.lookup === 'function' ? (options.lookup as net.LookupFunction) : undefined,
     );
   }
+  if (!connection.secure) return opts;
+  raiseFloor(opts, context.decision);
+  // Node's own roots stay, so public hosts keep verifying.
+  if (guard.ca !== undefined && opts.ca === undefined) {
+    opts.ca = [...tls.rootCertificates, ...(Array.isArray(guard.ca) ? guard.ca : [guard.ca])];
+  }
+  return opts;
+}
 
-  if (secure) {
-    const floor = decision.tls.minVersion;
-    // Report mode blocks nothing: a TLS would-deny is logged and the connection goes ahead as asked.
-    const report = decision.mode === 'report';
-    const dest = { scheme: decision.scheme, host, port };
-    if (opts.maxVersion && !meetsTlsFloor(opts.maxVersion, floor)) {
-      const denial = decideTlsVersion(decision, `the caller capped TLS at ${opts.maxVersion}`);
-      if (report) recordDecision(guard, denial, dest, `${hook}.floor`);
-      else {
-        if (own) complete(guard, own, hook, started, 'tls', 'tls_version');
-        return fail(guard.errorFor(denial));
-      }
-    }
-    if (!report && (!opts.minVersion || !meetsTlsFloor(opts.minVersion, floor))) opts.minVersion = floor;
-    if (opts.rejectUnauthorized === false) {
-      if (decision.tls.verify === false) {
-        // Allowed by the rule, and logged on every use.
-        decideAndRecord(guard, dest, `${hook}.verify-disabled`);
-      } else if (report) {
-        recordDecision(guard, decideVerifyDisabled(decision), dest, `${hook}.verify-disabled`);
-      } else {
-        if (own) complete(guard, own, hook, started, 'tls', 'tls_verify_disabled');
-        return fail(guard.errorFor(decideVerifyDisabled(decision)));
-      }
-    }
-    if (guard.ca !== undefined && opts.ca === undefined) {
-      opts.ca = [...tls.rootCertificates, ...(Array.isArray(guard.ca) ? guard.ca : [guard.ca])];
-    }
-  }
+/**
+ * A caller's cap below the rule's floor, and certificate verification turned off: refused (unless the
+ * rule allows it), recorded under the connection's id. Returns the error to refuse the connection with.
+ */
+function checkTlsOptions(connection: AgentConnection, opts: ConnectOptions): Error | undefined {
+  const checks = tlsChecksOf(connection);
+  return checks.cappedAt(opts.maxVersion) ?? checks.verification(opts);
+}
 
-  // IP literals never reach a look-up: check them here (without install() nothing else would).
-  if (net.isIP(host)) {
-    const failure = checkDialledAddress(guard, context, host);
-    if (failure) {
-      if (own)
-        complete(guard, own, hook, started, 'denied', (failure as { reason?: string }).reason ?? 'denied');
-      return fail(failure);
-    }
-  }
+function tlsChecksOf({ guard, context, hook, host, port }: AgentConnection): TlsChecks {
+  const decision = context.decision;
+  return new TlsChecks(guard, decision, { scheme: decision.scheme, host, port }, hook, context.id);
+}
 
-  const socket = create(opts, callback) as net.Socket | null | undefined;
-  if (!socket) return socket;
-  let error: Error | undefined;
-  if (socket.connecting) {
-    const timer = setTimeout(() => {
-      error = timeoutError('connect', decision.timeouts.connect, decision);
-      socket.destroy(error);
-    }, decision.timeouts.connect);
-    timer.unref();
-    socket.once(secure ? 'secureConnect' : 'connect', () => clearTimeout(timer));
-    socket.once('close', () => clearTimeout(timer));
-  }
-  let tlsVersion: string | undefined;
-  if (secure) {
-    socket.once('secureConnect', () => {
-      const version = (socket as tls.TLSSocket).getProtocol() ?? 'unknown';
-      tlsVersion = version;
-      if (meetsTlsFloor(version, decision.tls.minVersion)) return;
-      const denial = decideTlsVersion(decision, `the server negotiated ${version}`);
-      if (decision.mode === 'report') {
-        recordDecision(guard, denial, { scheme: decision.scheme, host, port }, `${hook}.floor`);
-        return;
-      }
-      error = guard.errorFor(denial);
-      socket.destroy(error);
-    });
-  }
-  // Watch errors without adding an 'error' listener, which would change what an unhandled one does.
+/** IP literals never reach a look-up: checked here (without install() nothing else would). */
+function checkAddressLiteral({ guard, context, host }: AgentConnection): Error | undefined {
+  return net.isIP(host) ? checkDialledAddress(guard, context, host) : undefined;
+}
+
+/**
+ * Watches the socket the agent made: the rule's connect limit while it connects, the negotiated TLS
+ * version after the handshake, the guard's EgressTlsError for a handshake that failed on the floor, and
+ * the connection's completion when it closes.
+ */
+function watchConnection(connection: AgentConnection, socket: net.Socket): void {
+  const { secure, context } = connection;
+  const decision = context.decision;
+  if (connection.exchange) endOnClose(socket, connection.exchange);
+  if (socket.connecting) holdToConnectLimit(socket, decision, secure);
+  if (!secure) return;
+  const checks = tlsChecksOf(connection);
+  socket.once('secureConnect', () => {
+    const failure = checks.negotiated((socket as tls.TLSSocket).getProtocol() ?? 'unknown');
+    if (failure) socket.destroy(failure);
+  });
+  // Wrapped after the completion's watch, so that it records the translated error the caller sees.
+  translateErrors(socket, decision);
+}
+
+/**
+ * The rule's connect limit on a new connection (look-up and handshake included). Its total limit also
+ * bounds the attempt (no request could finish on a connection that took longer); once the connection is
+ * up no limit applies: it carries many requests, which install() times one by one.
+ */
+function holdToConnectLimit(socket: net.Socket, decision: Decision, secure: boolean): void {
+  const deadlines = new Deadlines(decision, (elapsed) => socket.destroy(elapsed));
+  deadlines.connecting();
+  socket.once(secure ? 'secureConnect' : 'connect', () => deadlines.clear());
+  socket.once('close', () => deadlines.clear());
+}
+
+/**
+ * A handshake that failed on the version reaches the caller as EgressTlsError. Watched through `emit`:
+ * an 'error' listener would change what an unhandled error does.
+ */
+function translateErrors(socket: net.Socket, decision: Decision): void {
   const emit = socket.emit;
   socket.emit = function emit_(this: net.Socket, event: string | symbol, ...args: unknown[]) {
-    if (event === 'error') {
-      if (secure) args[0] = translateTlsError(decision, args[0] as Error);
-      error ??= args[0] as Error;
-    } else if (event === 'close' && own) {
-      complete(
-        guard,
-        own,
-        hook,
-        started,
-        error ? outcomeOf(error) : 'ok',
-        error ? errorType(error) : undefined,
-        {
-          'egress.bytes.received': socket.bytesRead,
-          'egress.bytes.sent': socket.bytesWritten,
-          'tls.protocol.version': tlsVersion,
-        },
-      );
-    }
+    if (event === 'error') args[0] = translateTlsError(decision, args[0] as Error);
     return (emit as (this: unknown, e: string | symbol, ...a: unknown[]) => boolean).call(
       this,
       event,
       ...args,
     );
   } as typeof socket.emit;
-  return socket;
 }
 
-function complete(
-  guard: GuardCore,
-  checked: { id: string; decision: Decision },
-  hook: string,
-  started: number,
-  outcome: string,
-  errorType: string | undefined,
-  extra: Record<string, unknown> = {},
-): void {
-  recordCompletion(guard, checked.id, hook, checked.decision, {
-    outcome,
-    durationMs: performance.now() - started,
-    'error.type': errorType,
-    ...extra,
-  });
+/** Fails the connection the way `createConnection` reports a failure: to the callback, else thrown. */
+function fail(callback: Callback | undefined, error: Error): undefined {
+  if (callback) callback(error);
+  else throw error;
+  return undefined;
 }

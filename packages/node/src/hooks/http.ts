@@ -1,28 +1,26 @@
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
+import type net from 'node:net';
 import tls from 'node:tls';
 import { urlToHttpOptions } from 'node:url';
 import {
   type Decision,
-  decideCircuitOpen,
   decideProxyHop,
   decideTlsVersion,
   decideTunnelTarget as decideTunnelTargetOf,
-  type EgressError,
   errorForDecision,
   meetsTlsFloor,
   parseAuthority,
   type Scheme,
-  timeoutError,
 } from '@egress-guard/policy';
 import type { GuardCore } from '../guard/guard-core.js';
 import { Deadlines } from '../pipeline/deadlines.js';
 import { Exchange } from '../pipeline/exchange.js';
 import { errorType } from '../pipeline/outcome.js';
 import { checkDialledAddress, decideAndRecord, dialChecksOf, recordDecision } from '../pipeline/record.js';
-import { attachContext, type ConnectionContext, contextOf } from '../socket/connection-context.js';
+import { type ConnectionContext, contextOf } from '../socket/connection-context.js';
 import { guardedLookup } from '../socket/guarded-lookup.js';
+import { refusedSocket } from '../socket/refused-socket.js';
 
 type Module = typeof http | typeof https;
 type RequestFn = (...args: unknown[]) => http.ClientRequest;
@@ -279,8 +277,18 @@ interface Decided {
   id: string;
   /** Where the request goes: its origin, or the target it asks a forward proxy for. */
   target: { scheme: Scheme; host: string; port: number; secure: boolean };
-  /** What the socket dials: the origin itself, or the forward proxy (decided as a transport). */
-  connection: { scheme: Scheme; host: string; port: number; decision: Decision };
+  /**
+   * What the socket dials: the origin itself, or the forward proxy (decided as a transport). For a
+   * plaintext request straight to its origin, also its method and path (see ConnectionContext).
+   */
+  connection: {
+    scheme: Scheme;
+    host: string;
+    port: number;
+    decision: Decision;
+    method?: string | undefined;
+    path?: string | undefined;
+  };
 }
 
 type RequestShape = Pick<Plan, 'secure' | 'host' | 'port' | 'method' | 'rawPath' | 'websocket'>;
@@ -305,14 +313,17 @@ function decideRequest(guard: GuardCore, hook: string, r: RequestShape): Decided
   const direct = { scheme, host, port, secure };
   if (method === 'CONNECT') return decideTunnel(guard, hook, r, id);
   if (!ABSOLUTE_FORM.test(rawPath)) {
+    const path = stripQuery(rawPath);
     const { decision } = decideAndRecord(
       guard,
-      { scheme, host, port, method, path: stripQuery(rawPath) },
+      { scheme, host, port, method, path },
       hook,
       { url: urlOf(secure, host, port, rawPath) },
       id,
     );
-    return { decision, id, target: direct, connection: { scheme, host, port, decision } };
+    if (!secure || !decision.allowed)
+      return { decision, id, target: direct, connection: { scheme, host, port, decision, method, path } };
+    return withTlsConnection(guard, hook, { decision, id, target: direct }, host, port);
   }
   let url: URL | undefined;
   try {
@@ -357,6 +368,36 @@ function decideRequest(guard: GuardCore, hook: string, r: RequestShape): Decided
     ...checked,
     target,
     connection: { scheme: proxy.decision.scheme, host, port, decision: proxy.decision },
+  };
+}
+
+/**
+ * A TLS connection is decided as the edge decides it, content unseen (see decideConnection): a request
+ * allowed for `https` goes nowhere the edge would refuse (a deny rule for `wss` on the same host holds
+ * its TLS connections too). A refusal is recorded under the request's id and is the request's answer.
+ */
+function withTlsConnection(
+  guard: GuardCore,
+  hook: string,
+  request: Pick<Decided, 'decision' | 'id' | 'target'>,
+  host: string,
+  port: number,
+): Decided {
+  const connection = guard.decideTransport(host, port, true);
+  if (connection.allowed)
+    return { ...request, connection: { scheme: connection.scheme, host, port, decision: connection } };
+  recordDecision(
+    guard,
+    connection,
+    { scheme: connection.scheme, host, port },
+    `${hook}.connect`,
+    {},
+    request.id,
+  );
+  return {
+    ...request,
+    decision: connection,
+    connection: { scheme: connection.scheme, host, port, decision: connection },
   };
 }
 
@@ -411,7 +452,7 @@ export function decideTunnelTarget(
   }
   const recent = guard.recentRequest(parsed.host, parsed.port);
   if (recent) return { checked: undefined, target: { scheme: recent, ...parsed, secure: false } };
-  const { decision } = decideTunnelTargetOf(guard.policy, authority, guard.service);
+  const { decision } = decideTunnelTargetOf(guard.policy, authority, guard.service, guard.clock());
   const checked = recordDecision(
     guard,
     decision,
@@ -451,6 +492,8 @@ function connectionContext(guard: GuardCore, decided: Decided, hook: string): Co
     scheme: connection.scheme,
     host: connection.host,
     port: connection.port,
+    method: connection.method,
+    path: connection.path,
     service: guard.service,
     decision: connection.decision,
     hook,
@@ -498,26 +541,6 @@ function failedRequest(
     lookup: undefined,
   };
   return original.call(self, options, plan.callback);
-}
-
-const REFUSED_HOST = 'egress-guard-denied.invalid';
-
-/**
- * A socket that is "connecting" (so what is written to it waits) and then fails with `error` in its
- * look-up, on the next tick, before any connect syscall. Its look-up carries the (denied) context of this
- * very connection, so the socket layer passes it through to fail rather than deciding it again.
- */
-function refusedSocket(context: ConnectionContext, error: Error): net.Socket {
-  const port = context.port;
-  const lookup = attachContext(
-    ((_host: string, _options: unknown, callback: (e: Error) => void) => {
-      process.nextTick(() => callback(error));
-    }) as unknown as net.LookupFunction,
-    { ...context, host: REFUSED_HOST, port },
-  );
-  const socket = new net.Socket();
-  socket.connect({ host: REFUSED_HOST, port, lookup, autoSelectFamily: false } as net.TcpNetConnectOpts);
-  return socket;
 }
 
 /** What `track` has seen of one request so far. */
@@ -694,16 +717,6 @@ export function translateTlsError(decision: Decision, error: Error): Error {
     `the TLS handshake found no version at or above the floor ${decision.tls.minVersion} (the server offers only older ones)`,
   );
   return errorForDecision(denial, error);
-}
-
-export function circuitOpenError(
-  decision: Decision,
-  secure: boolean,
-  host: string,
-  port: number,
-): EgressError {
-  const origin = `${secure ? 'https' : 'http'}://${hostForUrl(host)}:${port}`;
-  return errorForDecision(decideCircuitOpen(decision, origin));
 }
 
 /** Sets the rule's TLS floor unless the caller asked for a higher one (a lower cap is refused by the TLS layer). */

@@ -1,12 +1,13 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { type Decision, EgressError } from '@egress-guard/policy';
 import type { GuardCore } from '../guard/guard-core.js';
-import { checkDialledAddress, decideAndRecord, dialChecksOf, recordCompletion } from '../pipeline/record.js';
+import { RawConnection } from '../pipeline/raw-connection.js';
+import { checkDialledAddress, dialChecksOf } from '../pipeline/record.js';
 import { type ConnectionContext, contextOf } from '../socket/connection-context.js';
 import { guardedLookup } from '../socket/guarded-lookup.js';
 
 type Connect = typeof net.Socket.prototype.connect;
+type ConnectArgs = (...args: unknown[]) => net.Socket;
 
 /**
  * Patches `net.Socket.prototype.connect`, the one place every TCP client in the process reaches (net,
@@ -20,69 +21,61 @@ export function patchSocketConnect(current: () => GuardCore | undefined): () => 
   const original: Connect = net.Socket.prototype.connect;
   const patched = function connect(this: net.Socket, ...args: unknown[]) {
     const guard = current();
-    if (!guard) return (original as (...a: unknown[]) => net.Socket).apply(this, args);
-    const target = readTarget(args);
+    const target = guard ? readTarget(args) : undefined;
     // IPC (unix sockets, named pipes) is not egress.
-    // Node connects over TCP unless `path` is a non-empty string (agents pass `path: null` through).
-    if (typeof target.path === 'string' && target.path !== '') {
-      return (original as (...a: unknown[]) => net.Socket).apply(this, args);
-    }
-
-    const host = target.host ?? 'localhost';
-    const port = Number(target.port);
-    let context = contextOf(target.lookup);
-    if (context && !sameTarget(context, host, port)) {
-      // A library spread a request's options (its decided lookup included) into a connection to somewhere
-      // else: that decision says nothing about this destination. Decide it afresh, resolving with the
-      // guard's own lookup rather than the foreign one.
-      context = undefined;
-      target.lookup = undefined;
-      args = withLookup(args, undefined);
-    }
-    const wrapsCallerLookup = context === undefined;
-    if (!context) {
-      const isTls = this instanceof tls.TLSSocket;
-      const recent = guard.recentRequest(host, port);
-      // A socket opened for a request a hook allowed moments ago (a caller's own dispatcher or agent)
-      // is decided as that request's transport; anything else is a raw connection.
-      const hook = isTls ? 'tls' : 'net';
-      const started = performance.now();
-      const { decision, id } = recent
-        ? {
-            decision:
-              recent === 'tcp' || recent === 'tls'
-                ? guard.decide({ scheme: recent, host, port })
-                : guard.decideTransport(host, port, isTls),
-            id: undefined,
-          }
-        : decideAndRecord(guard, { scheme: isTls ? 'tls' : 'tcp', host, port }, hook);
-      if (!decision.allowed) {
-        if (id)
-          recordCompletion(guard, id, hook, decision, {
-            outcome: 'denied',
-            durationMs: 0,
-            'error.type': decision.reason,
-          });
-        return refuse(this, guard.errorFor(decision));
-      }
-      // A raw connection has no request above it to write its completion event: write it when it closes.
-      if (id) completeOnClose(this, guard, id, hook, decision, started);
-      context = { scheme: decision.scheme, host, port, service: guard.service, decision, hook, id };
-    }
-    const bare = host.startsWith('[') ? host.slice(1, -1) : host;
-    if (net.isIP(bare)) {
-      const failure = checkDialledAddress(guard, context, bare);
-      if (failure) return refuse(this, failure);
-      return (original as (...a: unknown[]) => net.Socket).apply(this, args);
-    }
-    if (!wrapsCallerLookup) return (original as (...a: unknown[]) => net.Socket).apply(this, args);
-    const lookup = guardedLookup(dialChecksOf(guard), context as ConnectionContext, target.lookup as never);
-    return (original as (...a: unknown[]) => net.Socket).apply(this, withLookup(args, lookup));
+    if (!guard || !target || isIpc(target)) return (original as ConnectArgs).apply(this, args);
+    return connectGuarded(guard, this, args, target, original as ConnectArgs);
   } as Connect;
   net.Socket.prototype.connect = patched;
   return () => {
     if (net.Socket.prototype.connect === patched) net.Socket.prototype.connect = original;
   };
+}
+
+/** Node connects over TCP unless `path` is a non-empty string (agents pass `path: null` through). */
+function isIpc(target: Target): boolean {
+  return typeof target.path === 'string' && target.path !== '';
+}
+
+/**
+ * Connects a TCP socket under the decision it carries, or the one made here for it as a raw connection:
+ * an IP literal is checked now, a name address by address as the guarded lookup resolves it.
+ */
+function connectGuarded(
+  guard: GuardCore,
+  socket: net.Socket,
+  args: unknown[],
+  target: Target,
+  original: ConnectArgs,
+): net.Socket {
+  const host = target.host ?? 'localhost';
+  const port = Number(target.port);
+  let context = contextOf(target.lookup);
+  if (context && !sameTarget(context, host, port)) {
+    // A library spread a request's options (its decided lookup included) into a connection to somewhere
+    // else: that decision says nothing about this destination. Decide it afresh, resolving with the
+    // guard's own lookup rather than the foreign one.
+    context = undefined;
+    target.lookup = undefined;
+    args = withLookup(args, undefined);
+  }
+  const carried = context !== undefined;
+  if (!context) {
+    const secure = socket instanceof tls.TLSSocket;
+    const raw = RawConnection.decide(guard, { host, port, secure }, secure ? 'tls' : 'net');
+    if (!raw.allowed) return refuse(socket, raw.refuse());
+    // A raw connection has no request above it to write its completion event: it is written when it closes.
+    raw.completeOnClose(socket);
+    context = raw.context();
+  }
+  const bare = host.startsWith('[') ? host.slice(1, -1) : host;
+  if (net.isIP(bare)) {
+    const failure = checkDialledAddress(guard, context, bare);
+    return failure ? refuse(socket, failure) : original.apply(socket, args);
+  }
+  if (carried) return original.apply(socket, args);
+  const lookup = guardedLookup(dialChecksOf(guard), context, target.lookup as never);
+  return original.apply(socket, withLookup(args, lookup));
 }
 
 function sameTarget(context: ConnectionContext, host: string, port: number): boolean {
@@ -127,45 +120,6 @@ function withLookup(args: unknown[], lookup: unknown): unknown[] {
     { port: first, host: typeof args[1] === 'string' ? args[1] : undefined, lookup },
     ...(cb ? [cb] : []),
   ];
-}
-
-/** Writes the completion event of a raw connection (outcome, duration, bytes, TLS version) when it closes. */
-export function completeOnClose(
-  socket: net.Socket,
-  guard: GuardCore,
-  id: string,
-  hook: string,
-  decision: Decision,
-  started: number,
-): void {
-  let failure: Error | undefined;
-  let version: string | undefined;
-  socket.once('error', (error) => {
-    failure = error;
-  });
-  // Read at the handshake: asking a closed TLS socket for its protocol can crash Node 20 (use after free).
-  if (socket instanceof tls.TLSSocket) {
-    socket.once('secureConnect', () => {
-      version = socket.getProtocol() ?? undefined;
-    });
-  }
-  socket.once('close', () => {
-    const code = (failure as { code?: string } | undefined)?.code;
-    recordCompletion(guard, id, hook, decision, {
-      outcome: failure
-        ? failure instanceof EgressError
-          ? code === 'EGRESS_ERR_TLS'
-            ? 'tls'
-            : 'denied'
-          : 'error'
-        : 'ok',
-      durationMs: performance.now() - started,
-      'egress.bytes.sent': socket.bytesWritten,
-      'egress.bytes.received': socket.bytesRead,
-      'tls.protocol.version': version,
-      'error.type': failure ? (code ?? failure.name) : undefined,
-    });
-  });
 }
 
 function refuse(socket: net.Socket, error: Error): net.Socket {

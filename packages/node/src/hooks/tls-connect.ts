@@ -1,17 +1,17 @@
 import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
-import {
-  type Decision,
-  decideTlsVersion,
-  decideVerifyDisabled,
-  errorForDecision,
-  meetsTlsFloor,
-} from '@egress-guard/policy';
+import { type Decision, decideTlsVersion, errorForDecision } from '@egress-guard/policy';
 import type { GuardCore } from '../guard/guard-core.js';
-import { decideAndRecord, dialChecksOf, recordCompletion, recordDecision } from '../pipeline/record.js';
-import { contextOf } from '../socket/connection-context.js';
+import { RawConnection } from '../pipeline/raw-connection.js';
+import { dialChecksOf } from '../pipeline/record.js';
+import { TlsChecks } from '../pipeline/tls-checks.js';
+import { type ConnectionContext, contextOf } from '../socket/connection-context.js';
 import { guardedLookup } from '../socket/guarded-lookup.js';
-import { completeOnClose } from './socket-connect.js';
+import { raiseFloor } from './http.js';
+
+type Options = ConnectionOptions & { lookup?: unknown };
+type Callback = (() => void) | undefined;
+type Connect = (options: Options, callback: Callback) => tls.TLSSocket;
 
 /**
  * Patches `tls.connect`, which every TLS client reaches (https agents, undici, http2, raw callers):
@@ -21,109 +21,94 @@ import { completeOnClose } from './socket-connect.js';
  */
 export function patchTlsConnect(current: () => GuardCore | undefined): () => void {
   const original = tls.connect;
-  const patched = function connect(...args: unknown[]): tls.TLSSocket {
+  const connect: Connect = (options, callback) =>
+    (original as (...a: unknown[]) => tls.TLSSocket)(options, callback);
+  const patched = function connect_(...args: unknown[]): tls.TLSSocket {
     const guard = current();
     if (!guard) return (original as (...a: unknown[]) => tls.TLSSocket)(...args);
     const { options, callback } = normalize(args);
-    const host = options.host ?? 'localhost';
-    const port = Number(options.port ?? 443);
-    let context = contextOf(options.lookup);
-    let decision: Decision;
-    let raw: { id: string; started: number } | undefined;
-    if (context) decision = context.decision;
-    else {
-      // TLS over a socket the caller already connected (e.g. a CONNECT tunnel through a proxy): that socket
-      // was decided when it connected; the name inside the tunnel is decided here.
-      const name = options.socket ? options.servername || host : host;
-      const recent = guard.recentRequest(name, port);
-      const started = performance.now();
-      const checked = recent
-        ? {
-            decision:
-              recent === 'tls'
-                ? guard.decide({ scheme: 'tls', host: name, port })
-                : guard.decideTransport(name, port, true),
-            id: undefined,
-          }
-        : decideAndRecord(guard, { scheme: 'tls', host: name, port }, 'tls');
-      decision = checked.decision;
-      if (!decision.allowed) {
-        if (checked.id)
-          recordCompletion(guard, checked.id, 'tls', decision, {
-            outcome: 'denied',
-            durationMs: 0,
-            'error.type': decision.reason,
-          });
-        return refused(guard.errorFor(decision), callback);
-      }
-      if (checked.id) raw = { id: checked.id, started };
-      context = {
-        scheme: decision.scheme,
-        host: name,
-        port,
-        service: guard.service,
-        decision,
-        hook: 'tls',
-        id: checked.id,
-      };
-      if (!options.socket)
-        options.lookup = guardedLookup(dialChecksOf(guard), context, options.lookup as never);
-    }
-    // Send the name that was decided as SNI (Node's tls.connect sends none unless told): the edge checks
-    // that the SNI matches the destination and refuses a hello without one (sni_missing).
-    if (options.servername === undefined && !options.socket && net.isIP(host.replace(/^\[|\]$/g, '')) === 0)
-      options.servername = host;
-    const floor = decision.tls.minVersion;
-    // Report mode blocks nothing: a TLS would-deny is logged and the connection goes ahead as the caller asked.
-    const report = decision.mode === 'report';
-    const dest = { scheme: decision.scheme, host: decision.host ?? host, port };
-    const refuse = (denial: Decision, error: Error) => {
-      if (raw)
-        recordCompletion(guard, raw.id, 'tls', decision, {
-          outcome: 'tls',
-          durationMs: performance.now() - raw.started,
-          'error.type': denial.reason,
-        });
-      return refused(error, callback);
-    };
-    const checkedByHook = context.tlsChecked === true;
-    if (!checkedByHook && options.maxVersion && !meetsTlsFloor(options.maxVersion, floor)) {
-      const denial = decideTlsVersion(decision, `the caller capped TLS at ${options.maxVersion}`);
-      recordDecision(guard, denial, dest, 'tls.floor');
-      if (!denial.allowed) return refuse(denial, errorForDecision(denial));
-    }
-    if (!report && (!options.minVersion || !meetsTlsFloor(options.minVersion, floor)))
-      options.minVersion = floor;
-    // NODE_TLS_REJECT_UNAUTHORIZED=0 is the process-wide way of turning verification off: the same rule applies.
-    const verifyOff =
-      options.rejectUnauthorized === false ||
-      (options.rejectUnauthorized === undefined && process.env.NODE_TLS_REJECT_UNAUTHORIZED === '0');
-    if (verifyOff && !checkedByHook) {
-      if (decision.tls.verify !== false) {
-        const denial = decideVerifyDisabled(decision);
-        recordDecision(guard, denial, dest, 'tls.verify-disabled');
-        if (!denial.allowed) return refuse(denial, guard.errorFor(denial));
-      } else {
-        // Allowed by the rule, and logged on every use.
-        decideAndRecord(guard, dest, 'tls.verify-disabled');
-      }
-    }
-    const socket = (original as (...a: unknown[]) => tls.TLSSocket)(options, callback);
-    if (raw) completeOnClose(socket, guard, raw.id, 'tls', decision, raw.started);
-    if (!report) translateVersionErrors(socket, decision);
-    socket.once('secureConnect', () => {
-      const version = socket.getProtocol() ?? 'unknown';
-      if (meetsTlsFloor(version, floor)) return;
-      const denial = decideTlsVersion(decision, `the server negotiated ${version}`);
-      recordDecision(guard, denial, dest, 'tls.floor');
-      if (!denial.allowed) socket.destroy(errorForDecision(denial));
-    });
-    return socket;
+    return connectGuarded(guard, options, callback, connect);
   } as typeof tls.connect;
   tls.connect = patched;
   return () => {
     if (tls.connect === patched) tls.connect = original;
   };
+}
+
+/** What a TLS connection is held to: the decision it carries, and its own life when it is a raw one. */
+interface Held {
+  context: ConnectionContext;
+  /** Set when no hook decided the connection: decided here, it records its own refusal and completion. */
+  raw: RawConnection | undefined;
+}
+
+/**
+ * Connects under the decision the connection carries (or the one made here for a raw `tls` connection),
+ * held to its rule's TLS settings before the handshake and checked again after it. A refused connection
+ * gets a socket that fails with the guard's error and never dials.
+ */
+function connectGuarded(
+  guard: GuardCore,
+  options: Options,
+  callback: Callback,
+  connect: Connect,
+): tls.TLSSocket {
+  const host = options.host ?? 'localhost';
+  const port = Number(options.port ?? 443);
+  const held = holdConnection(guard, options, host, port);
+  if (held instanceof Error) return refused(held);
+  const { context, raw } = held;
+  const decision = context.decision;
+  const checks = new TlsChecks(
+    guard,
+    decision,
+    { scheme: decision.scheme, host: decision.host ?? host, port },
+    'tls',
+    context.id,
+  );
+  sendDecidedName(options, host);
+  // A hook that already held the connection to the TLS rule logged what it found: not twice.
+  const refusal = context.tlsChecked
+    ? undefined
+    : (checks.cappedAt(options.maxVersion) ?? checks.verification(options));
+  if (refusal) return refused(raw ? raw.refuse(refusal) : refusal);
+  raiseFloor(options, decision);
+  const socket = connect(options, callback);
+  raw?.completeOnClose(socket);
+  // Wrapped after the completion's watch, so that it records the translated error the caller sees.
+  if (decision.mode !== 'report') translateVersionErrors(socket, decision);
+  socket.once('secureConnect', () => {
+    const failure = checks.negotiated(socket.getProtocol() ?? 'unknown');
+    if (failure) socket.destroy(failure);
+  });
+  return socket;
+}
+
+/**
+ * The decision a connection carries from the hook that opened it (in its `lookup`), or one made here for
+ * a raw `tls` connection, whose look-up is then guarded: every address it dials is checked. Returns the
+ * error to fail a refused connection with.
+ */
+function holdConnection(guard: GuardCore, options: Options, host: string, port: number): Held | Error {
+  const carried = contextOf(options.lookup);
+  if (carried) return { context: carried, raw: undefined };
+  // TLS over a socket the caller already connected (e.g. a CONNECT tunnel through a proxy): that socket
+  // was decided when it connected; the name inside the tunnel is decided here.
+  const name = options.socket ? options.servername || host : host;
+  const raw = RawConnection.decide(guard, { host: name, port, secure: true }, 'tls');
+  if (!raw.allowed) return raw.refuse();
+  const context = raw.context();
+  if (!options.socket) options.lookup = guardedLookup(dialChecksOf(guard), context, options.lookup as never);
+  return { context, raw };
+}
+
+/**
+ * Sends the name that was decided as SNI (Node's tls.connect sends none unless told): the edge checks that
+ * the SNI matches the destination and refuses a hello without one (sni_missing).
+ */
+function sendDecidedName(options: Options, host: string): void {
+  if (options.servername === undefined && !options.socket && net.isIP(host.replace(/^\[|\]$/g, '')) === 0)
+    options.servername = host;
 }
 
 // OpenSSL's ways of saying that no TLS version both sides accept exists (a server below the floor).
@@ -166,11 +151,8 @@ function translateVersionErrors(socket: tls.TLSSocket, decision: Decision): void
 }
 
 /** tls.connect(options[, cb]) | (port[, host][, options][, cb]) | (path[, options][, cb]). */
-function normalize(args: unknown[]): {
-  options: ConnectionOptions & { lookup?: unknown };
-  callback: (() => void) | undefined;
-} {
-  const callback = args.find((a) => typeof a === 'function') as (() => void) | undefined;
+function normalize(args: unknown[]): { options: Options; callback: Callback } {
+  const callback = args.find((a) => typeof a === 'function') as Callback;
   const rest = args.filter((a) => typeof a !== 'function');
   let options: ConnectionOptions = {};
   if (typeof rest[0] === 'object' && rest[0] !== null) options = { ...(rest[0] as ConnectionOptions) };
@@ -187,10 +169,9 @@ function normalize(args: unknown[]): {
   return { options, callback };
 }
 
-/** A TLS socket that never connects and fails with the guard's error. */
-function refused(error: Error, callback: (() => void) | undefined): tls.TLSSocket {
+/** A TLS socket that never connects and fails with the guard's error (the caller's callback is never called). */
+function refused(error: Error): tls.TLSSocket {
   const socket = new tls.TLSSocket(new net.Socket());
-  void callback;
   process.nextTick(() => socket.destroy(error));
   return socket;
 }

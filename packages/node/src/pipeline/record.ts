@@ -69,9 +69,10 @@ export function checkDialledAddress(
   context: ConnectionContext,
   address: string,
 ): Error | undefined {
+  const { scheme, host, port, method, path } = context;
   const decision = decideDialledAddress(
     guard.policy,
-    { scheme: context.scheme, host: context.host, port: context.port, service: guard.service },
+    { scheme, host, port, method, path, service: guard.service },
     address,
     guard.clock(),
   );
@@ -86,7 +87,7 @@ export function checkDialledAddress(
   recordDecision(
     guard,
     decision,
-    { scheme: context.scheme, host: context.host, port: context.port, address },
+    { scheme, host, port, method, path, address },
     `${context.hook}.dial`,
     {},
     context.id ?? guard.audit.nextId(),

@@ -14,6 +14,13 @@ export interface ConnectionContext {
   service: string | undefined;
   decision: Decision;
   hook: string;
+  /**
+   * The request's method and path, where the connection carries exactly that request in plaintext (as
+   * the edge sees it): dial-time checks then apply rules limited to methods or paths as the request's own
+   * decision did. Absent for TLS and for connections that carry many requests.
+   */
+  method?: string | undefined;
+  path?: string | undefined;
   /** The decision event's id, so dial-time denials can be tied to the request. */
   id: string | undefined;
   /**

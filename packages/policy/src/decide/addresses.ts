@@ -36,12 +36,13 @@ export function decideAddresses(
 
 /**
  * Decides one address a connection is about to dial, for a connection whose destination (`decided`) was
- * already decided: the same destination with the address set. A name whose answers mix allowed and
+ * already decided: the same destination with the address set (and its method and path where the
+ * connection carries exactly one plaintext request, as the edge decides plaintext HTTP). A name whose answers mix allowed and
  * refused addresses is refused by the caller as a whole (a rebinding attempt is not a reason to pick one).
  */
 export function decideDialledAddress(
   policy: DecisionSource,
-  decided: Pick<Destination, 'scheme' | 'host' | 'port' | 'service'>,
+  decided: Pick<Destination, 'scheme' | 'host' | 'port' | 'service' | 'method' | 'path'>,
   address: string,
   now: number = Date.now(),
 ): Decision {

@@ -23,6 +23,11 @@ export interface DecisionScope {
 }
 
 const SCHEME_SET: ReadonlySet<string> = new Set(SCHEMES);
+/** What a raw connection may carry, for deny rules (see `firstDeny`). */
+const RAW_CARRIES: Partial<Record<Scheme, readonly Scheme[]>> = {
+  tls: ['https', 'wss'],
+  tcp: ['http', 'ws'],
+};
 // Encoded dot-segments, encoded slashes and backslashes let a server see another path than the one
 // matched; such paths never match an allow rule's paths and always match a deny rule's.
 const AMBIGUOUS_PATH = /%2e|%2f|%5c|\\/i;
@@ -85,12 +90,9 @@ export class Decider {
     const subject = this.subject(dest);
     if (typeof subject === 'string') return this.invalid(dest, scope, mode, subject);
 
-    // Deny always wins: the name, the literal and the dialled address are each checked against deny rules.
-    const denied =
-      this.firstMatch(subject.name === undefined ? [] : scope.deny.byName(subject.name), subject) ??
-      this.firstMatch(subject.literal ? scope.deny.byAddress(subject.literal) : [], subject) ??
-      this.firstMatch(subject.dialled ? scope.deny.byAddress(subject.dialled) : [], subject) ??
-      this.firstEmbedded(scope, subject);
+    // Deny always wins: the name, the literal and the dialled address are each checked against deny rules,
+    // for the scheme asked and, for a raw connection, for every scheme it could carry.
+    const denied = this.firstDeny(scope, subject);
     if (denied) {
       return this.deny(
         subject,
@@ -193,6 +195,30 @@ export class Decider {
       );
     }
     return this.build(subject, scope, mode, 'allowed', 'allowed', rule, `allowed by rule "${rule.name}"`);
+  }
+
+  /**
+   * The first deny rule that matches. A raw connection (`tls`, `tcp`) carries bytes nobody reads: it
+   * could be HTTPS or a secure WebSocket (`tls`), plain HTTP or a WebSocket (`tcp`), so a deny rule for any
+   * of those schemes holds it too (a process must not reach by raw socket what a deny rule keeps it from).
+   */
+  private firstDeny(scope: DecisionScope, subject: Subject): CompiledRule | undefined {
+    const own = this.firstDenyFor(scope, subject);
+    if (own) return own;
+    for (const scheme of RAW_CARRIES[subject.scheme] ?? []) {
+      const carried = this.firstDenyFor(scope, { ...subject, scheme });
+      if (carried) return carried;
+    }
+    return undefined;
+  }
+
+  private firstDenyFor(scope: DecisionScope, subject: Subject): CompiledRule | undefined {
+    return (
+      this.firstMatch(subject.name === undefined ? [] : scope.deny.byName(subject.name), subject) ??
+      this.firstMatch(subject.literal ? scope.deny.byAddress(subject.literal) : [], subject) ??
+      this.firstMatch(subject.dialled ? scope.deny.byAddress(subject.dialled) : [], subject) ??
+      this.firstEmbedded(scope, subject)
+    );
   }
 
   /** A matched allow rule still has to accept the address being dialled. */

@@ -18,6 +18,7 @@ export { decideInvalid } from './invalid.js';
 export { decideNativeBinding } from './native-binding.js';
 export {
   decideProxyHop,
+  decideTunnelOpening,
   decideTunnelTarget,
   type ProxyHop,
   parseAuthority,

@@ -1,5 +1,5 @@
 import type { Decision, Scheme } from '../types.js';
-import { decideAnyScheme } from './connection.js';
+import { CONNECTION_SCHEMES, decideAnyScheme } from './connection.js';
 import type { DecisionSource } from './decision-source.js';
 import { decideInvalid } from './invalid.js';
 
@@ -48,7 +48,34 @@ export function decideTunnelTarget(
       target: undefined,
     };
   }
-  return { decision: decideAnyScheme(policy, ['tcp', 'tls'], { ...target, service }, now), target };
+  const where = { ...target, service };
+  // Whatever the tunnel will carry, a deny rule for any scheme holds it (ssh included); then it must be
+  // allowed as a raw destination.
+  const any = decideAnyScheme(policy, CONNECTION_SCHEMES.any, where, now);
+  if (any.reason === 'explicit_deny') return { decision: any, target };
+  return { decision: decideAnyScheme(policy, ['tcp', 'tls'], where, now), target };
+}
+
+/**
+ * May a tunnel be opened at all, before its first bytes are seen (the edge's explicit proxy answers a
+ * `CONNECT` before the client speaks, and decides the tunnel's content once it does): yes when some scheme
+ * allows the destination; otherwise the explicit deny, or the first scheme's denial. A deny rule for one
+ * scheme does not refuse the tunnel here: the content is decided with it when it is known.
+ */
+export function decideTunnelOpening(
+  policy: DecisionSource,
+  dest: { host: string; port: number; service: string | undefined },
+  now: number = Date.now(),
+): Decision {
+  let first: Decision | undefined;
+  let deny: Decision | undefined;
+  for (const scheme of CONNECTION_SCHEMES.any) {
+    const d = policy.decide({ ...dest, scheme }, now);
+    if (d.result === 'allowed') return d;
+    first ??= d;
+    if (!deny && d.reason === 'explicit_deny') deny = d;
+  }
+  return deny ?? first!;
 }
 
 /** `host:port` or `[v6]:port`, as a CONNECT request names its target (RFC 9110 9.3.6). */

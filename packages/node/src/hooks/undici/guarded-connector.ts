@@ -98,7 +98,7 @@ function build(
     // The connect limit runs on Node's timer in connectWithin; undici's own is off.
     timeout: 0,
     minVersion: decision.tls.minVersion,
-    rejectUnauthorized: base.rejectUnauthorized === false && decision.tls.verify === false ? false : true,
+    rejectUnauthorized: !(base.rejectUnauthorized === false && decision.tls.verify === false),
     lookup: guardedLookup(dialChecksOf(guard), context, base.lookup as never),
   };
   // `ca` is extra trust: Node's own roots stay, so public hosts keep verifying through the guard's Agent.

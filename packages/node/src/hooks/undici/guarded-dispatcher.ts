@@ -36,10 +36,7 @@ export class GuardedDispatcher extends Dispatcher {
   readonly inner: DispatcherLike;
   private readonly chain: Dispatch;
 
-  constructor(
-    private readonly guard: GuardCore,
-    options: GuardedDispatcherOptions = {},
-  ) {
+  constructor(guard: GuardCore, options: GuardedDispatcherOptions = {}) {
     super();
     const connect = guardedConnector(guard, (options.agent?.connect ?? {}) as never);
     // Through a proxy, the TLS to the proxy and to the tunnelled target is not the connector's: it gets the
