@@ -291,6 +291,49 @@ describe('createHttpsAgent (no install)', () => {
     ]);
   });
 
+  it("a refused TLS option is recorded under the connection's id, as is its completion", async () => {
+    // Before: in enforce mode the refusal wrote no decision event (only the completion said tls), and
+    // in report mode the finding got a fresh id, linked to nothing.
+    const guard = guardOf(rule());
+    const error = await failure(
+      https.request(at('api.example.test', secure), {
+        agent: httpsAgent(guard, { rejectUnauthorized: false }),
+      }),
+    );
+    expect(error).toMatchObject({ code: 'EGRESS_ERR_TLS', reason: 'tls_verify_disabled' });
+    const decisions = sink.decisions();
+    expect(decisions.map((e) => [e['egress.hook'], e['egress.decision']])).toEqual([
+      ['https.agent', 'allowed'],
+      ['https.agent.verify-disabled', 'denied'],
+    ]);
+    const id = decisions[0]!['egress.id'];
+    expect(decisions[1]!['egress.id']).toBe(id);
+    expect(sink.completions()).toEqual([
+      expect.objectContaining({
+        'egress.id': id,
+        'egress.outcome': 'tls',
+        'error.type': 'tls_verify_disabled',
+      }),
+    ]);
+  });
+
+  it('NODE_TLS_REJECT_UNAUTHORIZED=0 counts as turning verification off', async () => {
+    // Before: only rejectUnauthorized: false was refused; the process-wide switch went through unverified.
+    const guard = guardOf(rule());
+    const saved = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+    try {
+      const error = await failure(
+        https.request(at('api.example.test', secure), { agent: httpsAgent(guard) }),
+      );
+      expect(error).toMatchObject({ code: 'EGRESS_ERR_TLS', reason: 'tls_verify_disabled' });
+    } finally {
+      if (saved === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+      else process.env.NODE_TLS_REJECT_UNAUTHORIZED = saved;
+    }
+    expect(secure.connections).toBe(0);
+  });
+
   it('report mode blocks nothing: disabled verification and a denied host are logged as reported', async () => {
     const guard = guardOf({ mode: 'report', allow: [loopbackRule('api', ['api.example.test'])] });
     const agent = httpsAgent(guard, { rejectUnauthorized: false });
@@ -302,6 +345,8 @@ describe('createHttpsAgent (no install)', () => {
         ['https.agent.verify-disabled', 'reported', 'tls_verify_disabled'],
       ],
     );
+    const [connection, finding] = sink.decisions();
+    expect(finding!['egress.id']).toBe(connection!['egress.id']);
   });
 
   it('an https connection to a name resolving to a private address is refused', async () => {

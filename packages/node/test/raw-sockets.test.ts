@@ -4,6 +4,7 @@
  * resolves to is checked at the moment it is dialled (happy eyeballs, rebinding with TTL 0).
  */
 import { once } from 'node:events';
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -120,6 +121,30 @@ describe('net.connect', () => {
       'egress.bytes.received': 4,
     });
     expect(completion!['egress.id']).toBe(sink.decisions()[0]!['egress.id']);
+  });
+
+  it('a connection that fails: its completion says how, and the guard adds no error listener', async () => {
+    installWith([rules.db]);
+    const closed = net.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const socket = net.connect({ host: 'db.example.test', port });
+    // Before: the completion's watch was an 'error' listener, so an error the caller left unhandled was
+    // swallowed instead of thrown as Node throws it without the guard.
+    const guardListeners = socket.listenerCount('error');
+    const error = await failure(socket);
+    expect(guardListeners).toBe(0);
+    expect(error).toMatchObject({ code: 'ECONNREFUSED' });
+    await settle();
+    expect(sink.completions()).toEqual([
+      expect.objectContaining({
+        'egress.id': sink.decisions()[0]!['egress.id'],
+        'egress.hook': 'net',
+        'egress.outcome': 'error',
+        'error.type': 'ECONNREFUSED',
+      }),
+    ]);
   });
 
   it('denied: a host no rule lists never gets a packet', async () => {
@@ -342,6 +367,31 @@ describe('tls.connect', () => {
     expect(viaTcp).toMatchObject({ reason: 'scheme_not_allowed', rule: 'secure-only' });
     await settle();
     expect(tlsServer.connections + tcp.connections).toBe(0);
+  });
+
+  it("a socket refused as a recent request's transport is recorded, not refused silently", async () => {
+    // A plaintext request allowed to db.example.test:port, then a TLS socket to the same host and port: it
+    // is decided as that request's transport (https, wss or tls), which no rule allows. Before: refused
+    // with no event, so nothing in the log said why it failed.
+    installWith([loopbackRule('web', ['db.example.test'], { schemes: ['http'] })]);
+    const req = http.request({ host: 'db.example.test', port: tcp.port, path: '/' });
+    req.on('error', () => {});
+    req.destroy();
+    await settle();
+    sink.clear();
+    const error = await failure(tls.connect({ host: 'db.example.test', port: tcp.port, ca: pki.caCertPem }));
+    expect(error).toMatchObject({ code: 'EGRESS_ERR_DENIED', reason: 'scheme_not_allowed' });
+    await settle();
+    expect(sink.decisions()).toEqual([
+      expect.objectContaining({
+        'egress.hook': 'tls',
+        'egress.decision': 'denied',
+        'egress.reason': 'scheme_not_allowed',
+      }),
+    ]);
+    expect(sink.completions()).toEqual([
+      expect.objectContaining({ 'egress.id': sink.decisions()[0]!['egress.id'], 'egress.outcome': 'denied' }),
+    ]);
   });
 
   it('an IP literal host is decided as an address', async () => {

@@ -163,6 +163,28 @@ describe('TLS floor', () => {
     });
   });
 
+  it("raw tls.connect: the floor's finding and the completion share the connection's id", async () => {
+    // Before: the tls.floor decision got a fresh id, linked to nothing.
+    installWith([
+      loopbackRule('strict-raw', ['raw.example.test'], { schemes: ['tls'], tls: { minVersion: 'TLSv1.3' } }),
+    ]);
+    await failure(
+      tls.connect({ host: 'raw.example.test', port: raw12.port, ca: pki.caCertPem, maxVersion: 'TLSv1.2' }),
+    );
+    await settle();
+    const [connection, floor] = sink.decisions();
+    expect(connection).toMatchObject({ 'egress.hook': 'tls', 'egress.decision': 'allowed' });
+    expect(floor).toMatchObject({ 'egress.hook': 'tls.floor', 'egress.reason': 'tls_version' });
+    expect(floor!['egress.id']).toBe(connection!['egress.id']);
+    expect(sink.completions()).toEqual([
+      expect.objectContaining({
+        'egress.id': connection!['egress.id'],
+        'egress.outcome': 'tls',
+        'error.type': 'tls_version',
+      }),
+    ]);
+  });
+
   it('the negotiated version is at or above the floor when allowed', async () => {
     installWith([loopbackRule('modern', ['modern.example.test'], { tls: { minVersion: 'TLSv1.3' } })]);
     const res = await fetch(url('modern.example.test', modern));
@@ -244,6 +266,10 @@ describe('certificate verification', () => {
     expect(uses.every((e) => e['egress.decision'] === 'allowed' && e['egress.rule'] === 'insecure')).toBe(
       true,
     );
+    // Each use is recorded under the id of the connection it belongs to.
+    const connections = sink.decisions().filter((e) => e['egress.hook'] === 'tls');
+    expect(uses.map((e) => e['egress.id'])).toEqual(connections.map((e) => e['egress.id']));
+    expect(new Set(uses.map((e) => e['egress.id'])).size).toBe(2);
   });
 
   it("fetch through a caller's Agent with rejectUnauthorized: false, where the rule allows it", async () => {

@@ -83,7 +83,10 @@ export class AuditLog {
       'http.request.method': dest.method,
     };
     if (decision.result !== 'allowed') event['egress.message'] = decision.message;
-    this.events.emit(event);
+    this.events.emit(
+      event,
+      Object.isFrozen(decision) ? this.decisionJson(event, decision, dest, hook) : undefined,
+    );
     if (decisionChannel.hasSubscribers) decisionChannel.publish(event);
   }
 
@@ -105,8 +108,82 @@ export class AuditLog {
       'server.port': decision.port,
       ...rest,
     };
-    this.events.emit(event);
+    this.events.emit(
+      event,
+      Object.isFrozen(decision) ? this.completionJson(event, decision, hook, rest) : undefined,
+    );
     if (completionChannel.hasSubscribers) completionChannel.publish(event);
+  }
+
+  // The fields of a line that depend only on the decision (a frozen one, from the guard's decision cache,
+  // is the same object for every request to the same destination), the hook and the destination: rendered
+  // once as JSON, and only the request's own fields are serialised per event.
+  private readonly fixedParts = new WeakMap<Decision, Map<string, string>>();
+
+  private fixedPart(decision: Decision, key: string, render: () => object): string {
+    let parts = this.fixedParts.get(decision);
+    if (!parts) {
+      parts = new Map();
+      this.fixedParts.set(decision, parts);
+    }
+    let fixed = parts.get(key);
+    if (fixed === undefined) {
+      fixed = JSON.stringify(render()).slice(0, -1);
+      parts.set(key, fixed);
+    }
+    return fixed;
+  }
+
+  private decisionJson(
+    event: DecisionEvent,
+    decision: Decision,
+    dest: Omit<Destination, 'service'>,
+    hook: string,
+  ): string {
+    const key = `d\u0000${hook}\u0000${dest.scheme}\u0000${dest.host}\u0000${dest.port}`;
+    const fixed = this.fixedPart(decision, key, () => {
+      const {
+        'egress.id': _id,
+        'url.full': _url,
+        'url.path': _path,
+        'http.request.method': _method,
+        ...rest
+      } = event;
+      return rest;
+    });
+    const own = JSON.stringify({
+      'egress.id': event['egress.id'],
+      'url.full': event['url.full'],
+      'url.path': event['url.path'],
+      'http.request.method': event['http.request.method'],
+    });
+    return `${fixed},${own.slice(1)}`;
+  }
+
+  private completionJson(
+    event: CompletionEvent,
+    decision: Decision,
+    hook: string,
+    rest: Partial<CompletionEvent>,
+  ): string {
+    const fixed = this.fixedPart(decision, `c\u0000${hook}`, () => ({
+      'event.name': event['event.name'],
+      'egress.schema': event['egress.schema'],
+      'egress.source': event['egress.source'],
+      'service.name': event['service.name'],
+      'egress.hook': hook,
+      'egress.rule': event['egress.rule'],
+      'egress.policy.hash': event['egress.policy.hash'],
+      'server.address': event['server.address'],
+      'server.port': event['server.port'],
+    }));
+    const own = JSON.stringify({
+      'egress.id': event['egress.id'],
+      'egress.outcome': event['egress.outcome'],
+      'egress.duration_ms': event['egress.duration_ms'],
+      ...rest,
+    });
+    return `${fixed},${own.slice(1)}`;
   }
 
   /** `url.full` without credentials, and without the query string unless asked. */

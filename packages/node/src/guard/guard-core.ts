@@ -19,6 +19,7 @@ import {
 } from '@egress-guard/policy';
 import { AuditLog, type CheckDetails, type Checked } from './audit-log.js';
 import { type BreakerAdmission, BreakerRegistry } from './breakers.js';
+import { DecisionCache } from './decision-cache.js';
 import type { GuardOptions } from './guard-options.js';
 
 // Captured at load, before any patch: the guard resolves names with the real dns.lookup.
@@ -41,6 +42,7 @@ export class GuardCore {
   readonly audit: AuditLog;
 
   private current: Policy;
+  private decisions: DecisionCache;
   private readonly file: string | undefined;
   /** The clock decisions are made at (for `reportUntil`). */
   readonly clock: () => number;
@@ -50,6 +52,7 @@ export class GuardCore {
 
   constructor(options: GuardOptions, policy: Policy) {
     this.current = policy;
+    this.decisions = new DecisionCache(policy, options.service);
     this.file = options.policyFile;
     this.service = options.service;
     this.clock = options.now ?? Date.now;
@@ -95,7 +98,7 @@ export class GuardCore {
 
   /** Decides without emitting an event (for tools and tests). */
   decide(destination: Omit<Destination, 'service'>): Decision {
-    return this.current.decide({ ...destination, service: this.service }, this.clock());
+    return this.decisions.decide(destination, this.clock());
   }
 
   /** Decides and writes the decision event. Every request or raw connection a hook sees calls this once. */
@@ -162,6 +165,7 @@ export class GuardCore {
       const previous = this.current;
       if (next.hash === previous.hash) return true;
       this.current = next;
+      this.decisions = new DecisionCache(next, this.service);
       this.breakers.clear();
       this.emitPolicy('egress.policy.reloaded', previous, next);
       return true;

@@ -50,9 +50,11 @@ export function createHttpAgent(guard: GuardCore, options?: http.AgentOptions): 
  * `https.get(url, { agent: createHttpsAgent(guard) })`.
  *
  * As {@link createHttpAgent} (hook `https.agent`), and for TLS: sets the rule's `tls.minVersion` as the
- * floor (a caller's lower `maxVersion` is refused), refuses `rejectUnauthorized: false` unless the rule
- * says `tls.verify: false` (and logs each use when it does), checks the negotiated version after the
- * handshake, and trusts the guard's `ca` in addition to Node's bundled roots when the caller gave no `ca`.
+ * floor (a caller's lower `maxVersion` is refused), refuses `rejectUnauthorized: false` (or
+ * `NODE_TLS_REJECT_UNAUTHORIZED=0`) unless the rule says `tls.verify: false` (and logs each use when it
+ * does), checks the negotiated version after the handshake, and trusts the guard's `ca` in addition to
+ * Node's bundled roots when the caller gave no `ca`. Each TLS finding is recorded under the connection's
+ * id (hooks `https.agent.floor`, `https.agent.verify-disabled`).
  *
  * It cannot apply a rule's `methods` and `paths` (it sees connections, not requests): use `install()`.
  *
@@ -83,6 +85,10 @@ interface AgentConnection {
   exchange: Exchange | undefined;
 }
 
+/**
+ * `createConnection` of the guard's agents: the connection's decision (its own, or its request's), its
+ * options checked (TLS, an IP literal) before anything is dialled, then the socket watched to its end.
+ */
 function guardedConnection(
   guard: GuardCore,
   secure: boolean,

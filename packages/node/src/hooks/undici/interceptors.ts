@@ -107,12 +107,11 @@ export function deadlineInterceptor(): Interceptor {
         return delivered;
       },
     });
-    // undici's own limits stay as a backstop; the rule's fire on time through the deadlines above.
-    const timed: Dispatcher.DispatchOptions = {
-      ...opts,
-      headersTimeout: Math.min(opts.headersTimeout ?? Number.POSITIVE_INFINITY, t.response),
-      bodyTimeout: Math.min(opts.bodyTimeout ?? Number.POSITIVE_INFINITY, t.idle),
-    };
+    // undici's own limits stay as a backstop; the rule's fire on time through the deadlines above. The
+    // options are the decide interceptor's own copy (it carries the exchange): set them in place.
+    const timed = opts as Dispatcher.DispatchOptions & { headersTimeout?: number; bodyTimeout?: number };
+    timed.headersTimeout = Math.min(opts.headersTimeout ?? Number.POSITIVE_INFINITY, t.response);
+    timed.bodyTimeout = Math.min(opts.bodyTimeout ?? Number.POSITIVE_INFINITY, t.idle);
     return dispatch(timed, observed);
   };
 }
