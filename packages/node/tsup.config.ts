@@ -7,6 +7,10 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
-  splitting: false,
+  // One copy of the code shared by both entries (per format): the preload and the application's
+  // `import '@egress-guard/node'` then run the same modules, and `instanceof EgressGuard` holds for the
+  // guard the preload installed. (Across the ESM and CJS builds the process-wide record in
+  // src/process/installed-state.ts keeps one guard.)
+  splitting: true,
   shims: true,
 });

@@ -82,10 +82,18 @@ describe('install()', () => {
     expect(after.dispatcher2).toBe(after.dispatcher1);
   });
 
-  it('installing twice returns the guard already installed', () => {
+  it('installing twice with the same policy returns the guard already installed', () => {
     const first = install({ policy: policy(), destination: eventSink() });
-    const second = install({ policy: policyOf({ allow: [] }), destination: eventSink() });
+    const second = install({ policy: policy() });
     expect(second).toBe(first);
+    expect(installedGuard()).toBe(first);
+  });
+
+  it('installing a second, different policy is refused: the first stays in force', () => {
+    const first = install({ policy: policy(), destination: eventSink() });
+    expect(() => install({ policy: policyOf({ allow: [] }) })).toThrow(
+      expect.objectContaining({ code: 'EGRESS_ERR_INVALID_OPTIONS' }),
+    );
     expect(installedGuard()).toBe(first);
   });
 

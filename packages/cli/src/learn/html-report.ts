@@ -145,6 +145,9 @@ export function renderReport(m: ReportModel, options: { title?: string; generate
   out.push(
     '<footer>',
     `Policies seen: ${policies.map(([hash, n]) => `sha256:${h(hash.slice(0, 12))} (${formatCount(n)})`).join(', ') || 'none'}. `,
+    m.summaries > 0
+      ? `${formatCount(m.summarised)} of the decisions are allowed requests counted in ${formatCount(m.summaries)} summaries (egress.summary). `
+      : '',
     `${formatCount(m.otherEvents)} other events (completions, policy and breaker events) and ${formatCount(m.skippedLines)} non-event lines were read and not charted. `,
     'Files: ',
     h(m.files.join(', ')),

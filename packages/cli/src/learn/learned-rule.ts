@@ -6,7 +6,7 @@ import {
   SCHEMES,
   type Scheme,
 } from '@egress-guard/policy';
-import { formatTime, plural } from './format.js';
+import { formatCount, formatTime, plural } from './format.js';
 import type { Observed } from './observe.js';
 
 /** Path prefixes kept per rule; beyond, the rule does not restrict paths (and says so). */
@@ -65,12 +65,14 @@ function portGroups(o: Observed): { schemes: Scheme[]; ports: number[] }[] {
 
 function summary(o: Observed): string[] {
   const { allowed, denied, reported } = o.results;
-  const parts = [`${allowed} allowed`];
-  if (reported) parts.push(`${reported} reported`);
-  if (denied) parts.push(`${denied} denied`);
+  const parts = [`${formatCount(allowed)} allowed`];
+  if (reported) parts.push(`${formatCount(reported)} reported`);
+  if (denied) parts.push(`${formatCount(denied)} denied`);
   const lines = [
     `${plural(o.count, 'decision')} (${parts.join(', ')}), first ${formatTime(o.first)}, last ${formatTime(o.last)}`,
   ];
+  if (o.summarised > 0)
+    lines.push(`${formatCount(o.summarised)} of them counted in summaries (egress.summary)`);
   const seenBy = [`seen by ${[...o.sources].sort().join(' and ')}`];
   seenBy.push(`service ${o.service ?? '(none)'}`);
   if (o.hooks.size > 0) seenBy.push(`hooks ${[...o.hooks].sort().join(', ')}`);
@@ -137,9 +139,14 @@ export function learnedRules(o: Observed, takeName: (base: string) => string): L
   return groups.map((g, i) => {
     const http = g.schemes.some((s) => HTTP_SCHEMES.has(s));
     const defaultPorts = g.schemes.every((s) => g.ports.length === 1 && DEFAULT_PORTS[s] === g.ports[0]);
-    const paths = http ? pathPatterns(o.paths) : undefined;
+    // Requests seen only in summaries had methods and paths nobody logged: restricting them to what the
+    // individual decisions showed could deny those.
+    const open = o.summarised > 0;
+    const paths = http && !open ? pathPatterns(o.paths) : undefined;
     const extra: string[] = [];
-    if (http && o.paths.size > 0 && !paths)
+    if (http && open)
+      extra.push('methods and paths not restricted: summaries (egress.summary) do not log them');
+    if (http && !open && o.paths.size > 0 && !paths)
       extra.push('paths not restricted: too many different prefixes to list');
     if (o.pathsCapped)
       extra.push(`more than ${o.paths.size} distinct paths: prefixes are from the first ones`);
@@ -151,7 +158,7 @@ export function learnedRules(o: Observed, takeName: (base: string) => string): L
       ...target,
       ...(g.schemes.length === 1 && g.schemes[0] === 'https' ? {} : { schemes: g.schemes }),
       ...(defaultPorts ? {} : { ports: g.ports }),
-      ...(http && o.methods.size > 0 ? { methods: [...o.methods].sort() } : {}),
+      ...(http && !open && o.methods.size > 0 ? { methods: [...o.methods].sort() } : {}),
       ...(paths ? { paths } : {}),
       ...(o.privateAddress ? { privateAddresses: 'allow' as const } : {}),
       comments: i === 0 ? [...comments, ...extra] : extra,

@@ -31,6 +31,8 @@ export interface Observed {
   clients: Set<string>;
   /** Rules of the policy in force that decided. */
   rules: Set<string>;
+  /** Of `count`, the requests seen only in `egress.summary` events: their methods and paths are unknown. */
+  summarised: number;
   /** Why this name was left out of a wildcard, for the reviewer. */
   ungrouped?: string | undefined;
 }
@@ -69,6 +71,7 @@ export function emptyObserved(service: string | undefined, target: string, kind:
     privateAddress: false,
     clients: new Set(),
     rules: new Set(),
+    summarised: 0,
   };
 }
 
@@ -80,15 +83,16 @@ function maxTime(a: number | undefined, b: number | undefined): number | undefin
   return a === undefined ? b : b === undefined ? a : Math.max(a, b);
 }
 
-/** Adds one decision to an observation. */
+/** Adds one decision (or a summary, standing for `d.count` decisions) to an observation. */
 export function addDecision(o: Observed, d: LoggedDecision): void {
-  o.count++;
+  o.count += d.count;
   o.first = minTime(o.first, d.time);
   o.last = maxTime(o.last, d.time);
-  o.results[d.result]++;
-  if (d.result !== 'allowed') o.reasons.set(d.reason, (o.reasons.get(d.reason) ?? 0) + 1);
+  o.results[d.result] += d.count;
+  if (d.summary) o.summarised += d.count;
+  if (d.result !== 'allowed') o.reasons.set(d.reason, (o.reasons.get(d.reason) ?? 0) + d.count);
   o.sources.add(d.source);
-  if (d.hook) o.hooks.add(d.hook);
+  if (d.hook && !d.summary) o.hooks.add(d.hook);
   if (d.rule) o.rules.add(d.rule);
   if (d.client) o.clients.add(d.client);
   if (d.reason === 'private_address') o.privateAddress = true;
@@ -126,6 +130,7 @@ export function mergeInto(a: Observed, b: Observed): void {
   for (const c of b.clients) a.clients.add(c);
   for (const r of b.rules) a.rules.add(r);
   for (const n of b.names) a.names.add(n);
+  a.summarised += b.summarised;
 }
 
 /** The target of a decision: the host name, or the address for IP literals and name-less connections. */
@@ -138,13 +143,13 @@ function targetOf(d: LoggedDecision): { target: string; kind: 'host' | 'address'
   return d.address !== undefined ? { target: d.address, kind: 'address' } : undefined;
 }
 
-/** Groups decisions by service and destination. */
+/** Groups decisions by service and destination; a summary counts as the decisions it stands for. */
 export function observe(decisions: readonly LoggedDecision[]): Observation {
   const out: Observation = {
     services: new Map(),
     explicitlyDenied: [],
     invalid: 0,
-    decisions: decisions.length,
+    decisions: decisions.reduce((n, d) => n + d.count, 0),
     first: undefined,
     last: undefined,
   };
@@ -154,7 +159,7 @@ export function observe(decisions: readonly LoggedDecision[]): Observation {
     out.last = maxTime(out.last, d.time);
     const t = targetOf(d);
     if (!t || d.reason === 'invalid_destination') {
-      out.invalid++;
+      out.invalid += d.count;
       continue;
     }
     if (d.reason === 'explicit_deny') {

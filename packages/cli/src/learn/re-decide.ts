@@ -35,7 +35,8 @@ export function redecide(policy: Policy, d: LoggedDecision, now: number): Decisi
 
 /**
  * Re-decides every logged destination with `policy` and collects, per service, what would have been
- * denied. A `reported` answer counts as denied: the question is what enforcing would do.
+ * denied. A `reported` answer counts as denied: the question is what enforcing would do. A summary
+ * counts as the decisions it stands for; it has no method or path, so only its origin is decided again.
  */
 export function diffAgainst(
   policy: Policy,
@@ -57,7 +58,7 @@ export function diffAgainst(
       };
       out.set(d.service, s);
     }
-    s.decisions++;
+    s.decisions += d.count;
     const key = [d.service, d.hook === 'dns', d.scheme, d.host, d.address, d.port, d.method, d.path].join(
       '|',
     );
@@ -67,9 +68,9 @@ export function diffAgainst(
       if (cache.size < 100_000) cache.set(key, decision);
     }
     if (decision.result === 'allowed') continue;
-    s.wouldDeny++;
+    s.wouldDeny += d.count;
     const r = s.reasons.get(decision.reason) ?? { count: 0, destinations: new Map<string, number>() };
-    r.count++;
+    r.count += d.count;
     // The method and path matter only when they are the reason; otherwise one line per destination.
     const detail =
       (decision.reason === 'method_not_allowed' || decision.reason === 'path_not_allowed') && d.method
@@ -79,7 +80,7 @@ export function diffAgainst(
       d.hook === 'dns'
         ? `dns lookup ${d.host}`
         : `${destinationLabel(d.scheme, d.host ?? d.address ?? '?', d.port)}${detail}`;
-    r.destinations.set(label, (r.destinations.get(label) ?? 0) + 1);
+    r.destinations.set(label, (r.destinations.get(label) ?? 0) + d.count);
     s.reasons.set(decision.reason, r);
   }
   return [...out.values()].sort((a, b) => (a.service ?? '').localeCompare(b.service ?? ''));

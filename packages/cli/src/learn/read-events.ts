@@ -3,7 +3,11 @@ import { createInterface } from 'node:readline';
 import { REASON_CODES, type ReasonCode, SCHEMES, type Scheme } from '@egress-guard/policy';
 import { UsageError } from '../io.js';
 
-/** One decision event read back from an audit log (SDK or edge), reduced to what the tools use. */
+/**
+ * One decision event read back from an audit log (SDK or edge), reduced to what the tools use; or an
+ * `egress.summary` (summary mode), read as `count` allowed decisions of one destination, with no
+ * method or path.
+ */
 export interface LoggedDecision {
   /** Epoch milliseconds of the line, when it has a time. */
   time: number | undefined;
@@ -24,6 +28,10 @@ export interface LoggedDecision {
   path: string | undefined;
   /** The client address at the edge. */
   client: string | undefined;
+  /** How many decisions this stands for: 1, or a summary's `egress.summary.count`. */
+  count: number;
+  /** Read from an `egress.summary`: allowed traffic whose methods and paths are not known. */
+  summary: boolean;
 }
 
 /** What reading the logs found. */
@@ -31,6 +39,8 @@ export interface ReadResult {
   decisions: LoggedDecision[];
   /** Lines that were events of other kinds (completions, policy, breaker, dropped). */
   otherEvents: number;
+  /** `egress.summary` lines, read into `decisions` (each standing for its count). */
+  summaries: number;
   /** Lines that were not egress-guard events at all (application logs, garbage), skipped. */
   skippedLines: number;
   files: string[];
@@ -49,7 +59,7 @@ const MAX_LINE = 64 * 1024;
  */
 export async function readDecisions(files: string[]): Promise<ReadResult> {
   if (files.length === 0) throw new UsageError('give at least one log file (or - for stdin)');
-  const out: ReadResult = { decisions: [], otherEvents: 0, skippedLines: 0, files };
+  const out: ReadResult = { decisions: [], otherEvents: 0, summaries: 0, skippedLines: 0, files };
   for (const file of files) {
     const input = file === '-' ? process.stdin : createReadStream(file, 'utf8');
     const opened = new Promise<void>((resolve, reject) => {
@@ -67,9 +77,11 @@ export async function readDecisions(files: string[]): Promise<ReadResult> {
         if (line.trim() !== '') out.skippedLines++;
         continue;
       }
-      const decision = toDecision(event);
-      if (decision) out.decisions.push(decision);
-      else out.otherEvents++;
+      const decision = toDecision(event) ?? fromSummary(event);
+      if (decision) {
+        out.decisions.push(decision);
+        if (decision.summary) out.summaries++;
+      } else out.otherEvents++;
     }
   }
   return out;
@@ -130,5 +142,49 @@ export function toDecision(e: Record<string, unknown>): LoggedDecision | undefin
     method: str(e['http.request.method'])?.toUpperCase(),
     path: str(e['url.path']),
     client: str(e['client.address']),
+    count: 1,
+    summary: false,
+  };
+}
+
+function timeOf(v: unknown): number | undefined {
+  return typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) || undefined : undefined;
+}
+
+/**
+ * An `egress.summary` (summary mode) as the allowed decisions it counts: the policy in force allowed
+ * `egress.summary.count` requests to its origin by its rule, from the start of its interval. It says
+ * nothing of methods or paths. Undefined for other events or malformed summaries.
+ */
+export function fromSummary(e: Record<string, unknown>): LoggedDecision | undefined {
+  if (e['event.name'] !== 'egress.summary') return undefined;
+  const scheme = e['url.scheme'];
+  const port = e['server.port'];
+  const count = e['egress.summary.count'];
+  if (typeof scheme !== 'string' || !SCHEME_SET.has(scheme)) return undefined;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) return undefined;
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 1) return undefined;
+  const host = str(e['server.address']);
+  if (!host) return undefined;
+  return {
+    time: timeOf(e['egress.summary.start']) ?? timeOf(e.time),
+    source: e['egress.source'] === 'edge' ? 'edge' : 'sdk',
+    service: str(e['service.name']),
+    id: '',
+    result: 'allowed',
+    reason: 'allowed',
+    rule: str(e['egress.rule']),
+    mode: 'enforce',
+    policyHash: str(e['egress.policy.hash']) ?? '',
+    hook: 'summary',
+    scheme: scheme as Scheme,
+    host,
+    address: undefined,
+    port,
+    method: undefined,
+    path: undefined,
+    client: undefined,
+    count,
+    summary: true,
   };
 }

@@ -39,6 +39,9 @@ export interface Bucket extends ResultCounts {
 export interface ReportModel extends ResultCounts {
   files: string[];
   decisions: number;
+  /** `egress.summary` lines read, and the decisions they stand for (part of `decisions`). */
+  summaries: number;
+  summarised: number;
   otherEvents: number;
   skippedLines: number;
   first: number | undefined;
@@ -81,14 +84,16 @@ function labelOf(d: LoggedDecision): string {
   return destinationLabel(d.scheme, d.host ?? d.address ?? '?', d.port);
 }
 
-/** Aggregates decisions for the report. */
+/** Aggregates decisions for the report; a summary counts as the decisions it stands for, at its start. */
 export function buildReport(
   decisions: readonly LoggedDecision[],
-  read: { files: string[]; otherEvents: number; skippedLines: number },
+  read: { files: string[]; otherEvents: number; skippedLines: number; summaries?: number },
 ): ReportModel {
   const m: ReportModel = {
     files: read.files,
-    decisions: decisions.length,
+    decisions: decisions.reduce((n, d) => n + d.count, 0),
+    summaries: read.summaries ?? decisions.filter((d) => d.summary).length,
+    summarised: decisions.reduce((n, d) => n + (d.summary ? d.count : 0), 0),
     otherEvents: read.otherEvents,
     skippedLines: read.skippedLines,
     allowed: 0,
@@ -108,13 +113,14 @@ export function buildReport(
   const rows = new Map<string, DestinationRow>();
   const denials = new Map<string, Map<string, DenialRow>>();
   for (const d of decisions) {
-    m[d.result]++;
+    const n = d.count;
+    m[d.result] += n;
     if (d.time !== undefined) {
       m.first = m.first === undefined ? d.time : Math.min(m.first, d.time);
       m.last = m.last === undefined ? d.time : Math.max(m.last, d.time);
     }
-    m.sources.set(d.source, (m.sources.get(d.source) ?? 0) + 1);
-    if (d.policyHash) m.policies.set(d.policyHash, (m.policies.get(d.policyHash) ?? 0) + 1);
+    m.sources.set(d.source, (m.sources.get(d.source) ?? 0) + n);
+    if (d.policyHash) m.policies.set(d.policyHash, (m.policies.get(d.policyHash) ?? 0) + n);
     const service = d.service ?? NO_SERVICE;
     services.add(service);
     const label = labelOf(d);
@@ -134,8 +140,8 @@ export function buildReport(
       };
       rows.set(label, row);
     }
-    row.total++;
-    row[d.result]++;
+    row.total += n;
+    row[d.result] += n;
     row.services.add(service);
     if (d.rule) row.rules.add(d.rule);
     row.sources.add(d.source);
@@ -155,8 +161,8 @@ export function buildReport(
         reported: 0,
         last: undefined,
       };
-      r.count++;
-      r[d.result]++;
+      r.count += n;
+      r[d.result] += n;
       if (d.time !== undefined) r.last = r.last === undefined ? d.time : Math.max(r.last, d.time);
       perService.set(key, r);
     }
@@ -182,7 +188,7 @@ export function buildReport(
     for (const d of decisions) {
       if (d.time === undefined) continue;
       const bucket = m.timeline[Math.floor((d.time - start) / m.bucketMs)];
-      if (bucket) bucket[d.result]++;
+      if (bucket) bucket[d.result] += d.count;
     }
   }
   return m;

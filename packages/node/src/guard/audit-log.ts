@@ -1,12 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
-import type {
-  CompletionEvent,
-  Decision,
-  DecisionEvent,
-  Destination,
-  EventEmitter,
+import {
+  AllowedTrafficSummary,
+  type AuditOptions,
+  type CompletionEvent,
+  type Decision,
+  type DecisionEvent,
+  type Destination,
+  EgressOptionsError,
+  type EventEmitter,
 } from '@egress-guard/policy';
+import { LRUCache } from 'lru-cache';
 
 /** Extra fields a hook adds to a decision event. */
 export interface CheckDetails {
@@ -18,6 +22,14 @@ export interface CheckDetails {
 export interface Checked {
   decision: Decision;
   id: string;
+}
+
+/** A decision held in summary mode until its request completes. */
+interface Held {
+  event: DecisionEvent;
+  json: string | undefined;
+  /** Written already (another decision of the same request came first, or it was pushed out). */
+  written: boolean;
 }
 
 /** The fields of a completion event a hook knows: how it ended and how long it took, plus any others. */
@@ -42,12 +54,78 @@ const completionChannel = diagnostics.channel(COMPLETION_CHANNEL);
 export class AuditLog {
   private readonly idPrefix = randomBytes(4).toString('hex');
   private sequence = 0;
+  /** Summary mode: allowed traffic counted per rule, origin and outcome instead of a line per request. */
+  private readonly summary: AllowedTrafficSummary | undefined;
+  /**
+   * Summary mode: the allowed decision of each request in flight, held until its completion says whether
+   * the request is summarised (then neither line is written) or not (then both are). Bounded: a decision
+   * whose completion never comes is written when it is pushed out, so nothing is lost.
+   */
+  private readonly held: LRUCache<string, Held> | undefined;
 
   constructor(
     private readonly events: EventEmitter,
     private readonly service: string | undefined,
     private readonly logQueryStrings: boolean,
-  ) {}
+    audit: AuditOptions = {},
+  ) {
+    const allowed = audit.allowed ?? 'each';
+    if (allowed !== 'each' && allowed !== 'summary')
+      throw new EgressOptionsError(`audit.allowed: "${String(allowed)}" is not 'each' or 'summary'`);
+    if (allowed === 'summary') {
+      this.summary = new AllowedTrafficSummary({
+        emit: (event) => events.emit(event),
+        source: 'sdk',
+        intervalMs: audit.intervalMs,
+      });
+      this.held = new LRUCache<string, Held>({
+        max: 10_000,
+        dispose: (held, _id, reason) => {
+          if (reason === 'evict' && !held.written) events.emit(held.event, held.json);
+        },
+      });
+    }
+  }
+
+  /** Writes what summary mode holds (the open interval, decisions still in flight). */
+  close(): void {
+    this.summary?.close();
+    if (!this.held) return;
+    for (const held of this.held.values()) if (!held.written) this.events.emit(held.event, held.json);
+    this.held.clear();
+  }
+
+  /**
+   * Summary mode: holds a request's allowed decision (true), or, for any other decision under the id of a
+   * request whose decision is held, writes the held one first so the request's lines stay together.
+   */
+  private hold(decision: Decision, event: DecisionEvent, json: string | undefined): boolean {
+    const held = this.held;
+    if (!held) return false;
+    const id = event['egress.id'];
+    const first = held.get(id);
+    if (!first && decision.result === 'allowed') {
+      held.set(id, { event, json, written: false });
+      return true;
+    }
+    if (first && !first.written) {
+      first.written = true;
+      this.events.emit(first.event, first.json);
+    }
+    return false;
+  }
+
+  /** Summary mode: whether the completion was counted in the summary (its held decision is then dropped). */
+  private summarised(event: CompletionEvent, decision: Decision): boolean {
+    const held = this.held;
+    const id = event['egress.id'];
+    const first = held?.get(id);
+    if (!held || !first) return false;
+    held.delete(id);
+    if (!first.written && this.summary?.record(event, decision)) return true;
+    if (!first.written) this.events.emit(first.event, first.json);
+    return false;
+  }
 
   /** A new request id: unique in the process, cheap (a per-guard random prefix and a counter). */
   nextId(): string {
@@ -83,10 +161,8 @@ export class AuditLog {
       'http.request.method': dest.method,
     };
     if (decision.result !== 'allowed') event['egress.message'] = decision.message;
-    this.events.emit(
-      event,
-      Object.isFrozen(decision) ? this.decisionJson(event, decision, dest, hook) : undefined,
-    );
+    const json = Object.isFrozen(decision) ? this.decisionJson(event, decision, dest, hook) : undefined;
+    if (!this.hold(decision, event, json)) this.events.emit(event, json);
     if (decisionChannel.hasSubscribers) decisionChannel.publish(event);
   }
 
@@ -108,10 +184,10 @@ export class AuditLog {
       'server.port': decision.port,
       ...rest,
     };
-    this.events.emit(
-      event,
-      Object.isFrozen(decision) ? this.completionJson(event, decision, hook, rest) : undefined,
-    );
+    if (!this.summarised(event, decision)) {
+      const json = Object.isFrozen(decision) ? this.completionJson(event, decision, hook, rest) : undefined;
+      this.events.emit(event, json);
+    }
     if (completionChannel.hasSubscribers) completionChannel.publish(event);
   }
 

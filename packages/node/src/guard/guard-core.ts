@@ -67,7 +67,7 @@ export class GuardCore {
       source: 'sdk',
     });
     this.events = events;
-    this.audit = new AuditLog(events, this.service, options.logQueryStrings ?? false);
+    this.audit = new AuditLog(events, this.service, options.logQueryStrings ?? false, options.audit);
     this.breakers = new BreakerRegistry((key, rule, state) => {
       // Every event carries the hash of the policy in force, breaker state changes included.
       const policy = { 'egress.policy.hash': this.current.hash };
@@ -192,6 +192,7 @@ export class GuardCore {
     this.watcher = undefined;
     clearTimeout(this.reloadTimer);
     this.breakers.clear();
+    this.audit.close();
     await this.events.flush();
   }
 

@@ -1,5 +1,5 @@
 import type { LookupFunction } from 'node:net';
-import type { EmitterOptions, Policy } from '@egress-guard/policy';
+import type { AuditOptions, EmitterOptions, Policy } from '@egress-guard/policy';
 import type { DestinationStream, Logger } from 'pino';
 
 /** Options of `createGuard()` and `install()`. Validated once, at construction. */
@@ -22,6 +22,14 @@ export interface GuardOptions {
   flushOnExit?: boolean | undefined;
   /** Add epoch `time`, `pid` and `hostname` to each line (for syslog/OTLP transports). See docs/events.md. */
   envelope?: EmitterOptions['envelope'];
+  /**
+   * How allowed traffic is audited: `{ allowed: 'each' }` (default) writes a decision and a completion
+   * event per request; `{ allowed: 'summary', intervalMs }` writes one `egress.summary` event per rule,
+   * origin and outcome per interval (default 60 s) with counts, bytes and latency quantiles. Denials,
+   * would-denies, TLS refusals, breaker changes and anything not summarisable stay one event each. See
+   * docs/events.md for when to use it.
+   */
+  audit?: AuditOptions | undefined;
   /** Log query strings in `url.full`. Default false: they are redacted (`?REDACTED`). */
   logQueryStrings?: boolean | undefined;
   /** How names are resolved before the guard checks each address. Default: `dns.lookup`. */
