@@ -10,6 +10,7 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { install, uninstall } from '../src/index.js';
 import {
+  EPHEMERAL,
   type EventSink,
   eventSink,
   lookupVia,
@@ -168,6 +169,26 @@ describe('connection-level denials are recorded as denials', () => {
       ['undici.global', 'allowed'],
       ['undici.connect', 'denied'],
     ]);
+    expect(sink.completions().map((e) => e['egress.outcome'])).toEqual(['denied']);
+  });
+});
+
+describe('a fetch refused at dial time is recorded as a denial', () => {
+  it('the name resolves to a private address the rule does not allow: completion outcome denied', async () => {
+    sink = eventSink();
+    install({
+      // The rule allows the name, not the loopback address it resolves to.
+      policy: policyOf({
+        allow: [{ name: 'api', hosts: ['api.example.test'], schemes: ['http'], ports: EPHEMERAL }],
+      }),
+      lookup: lookupVia(dns),
+      destination: sink,
+    });
+    const before = server.connections;
+    const error = await rejection(fetch(url('/v1/x')));
+    expect(error.cause).toMatchObject({ code: 'EGRESS_ERR_DENIED', reason: 'private_address' });
+    expect(server.connections - before).toBe(0);
+    expect(sink.decisions().map((e) => e['egress.reason'])).toEqual(['allowed', 'private_address']);
     expect(sink.completions().map((e) => e['egress.outcome'])).toEqual(['denied']);
   });
 });
