@@ -31,15 +31,16 @@ allow:
 let guard;
 let destination;
 let closeGuard = async () => {};
-if (variant === 'guarded' || variant === 'explicit') {
+if (variant === 'guarded' || variant === 'summary' || variant === 'explicit') {
   const { parsePolicy } = await import('@egress-guard/policy');
   const pino = (await import('pino')).default;
   closeSync(openSync(config.eventsFile, 'w'));
   destination = pino.destination({ dest: config.eventsFile, sync: false });
   const options = { policy: parsePolicy(POLICY_YAML(port)), destination, watch: false };
   const sdk = await import('@egress-guard/node');
-  if (variant === 'guarded') {
-    guard = sdk.install(options);
+  if (variant === 'guarded' || variant === 'summary') {
+    // summary: allowed traffic as one summary event per rule, origin and outcome per interval.
+    guard = sdk.install(variant === 'summary' ? { ...options, audit: { allowed: 'summary' } } : options);
     closeGuard = () => sdk.uninstall();
   } else {
     guard = sdk.createGuard(options);
@@ -158,10 +159,17 @@ async function countEvents() {
   await new Promise((r) => setTimeout(r, 50));
   const text = readFileSync(config.eventsFile, 'utf8');
   const count = (name) => text.split(`"event.name":"${name}"`).length - 1;
+  // Requests counted in summary events stand for a decision and a completion each.
+  let summarised = 0;
+  for (const line of text.split('\n')) {
+    if (line.includes('"event.name":"egress.summary"'))
+      summarised += JSON.parse(line)['egress.summary.count'];
+  }
   return {
     requests: total,
-    decisions: count('egress.decision'),
-    completions: count('egress.completion'),
+    summarised,
+    decisions: count('egress.decision') + summarised,
+    completions: count('egress.completion') + summarised,
     dropped: count('egress.events.dropped'),
     lines: text.split('\n').filter(Boolean).length,
   };

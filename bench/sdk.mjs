@@ -12,14 +12,19 @@ import { median, pairedRatio, rotate } from './lib/stats.mjs';
 const here = (f) => fileURLToPath(new URL(f, import.meta.url));
 
 export const SDK_CLIENTS = [
-  { client: 'fetch', label: 'global fetch', variants: ['unguarded', 'guarded'] },
-  { client: 'undici', label: '`undici.request`', variants: ['unguarded', 'guarded', 'explicit'] },
-  { client: 'http', label: '`http.request`', variants: ['unguarded', 'guarded', 'rfa', 'explicit'] },
+  { client: 'fetch', label: 'global fetch', variants: ['unguarded', 'guarded', 'summary'] },
+  { client: 'undici', label: '`undici.request`', variants: ['unguarded', 'guarded', 'summary', 'explicit'] },
+  {
+    client: 'http',
+    label: '`http.request`',
+    variants: ['unguarded', 'guarded', 'summary', 'rfa', 'explicit'],
+  },
 ];
 
 export const VARIANT_LABELS = {
   unguarded: 'unguarded',
   guarded: 'guarded: `install()`',
+  summary: "guarded, `audit: { allowed: 'summary' }`",
   explicit: 'guarded, explicit', // refined per client below
   rfa: 'request-filtering-agent',
 };
@@ -166,6 +171,7 @@ function summariseCase(c, mode, runs) {
               decisions: events.reduce((s, e) => s + e.decisions, 0),
               completions: events.reduce((s, e) => s + e.completions, 0),
               dropped: events.reduce((s, e) => s + e.dropped, 0),
+              summarised: events.reduce((s, e) => s + (e.summarised ?? 0), 0),
             },
       // paired with the unguarded run of the same round
       vsUnguarded:
