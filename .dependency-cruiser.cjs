@@ -36,10 +36,8 @@ module.exports = {
   forbidden: [
     {
       name: 'no-circular',
-      comment:
-        'No import cycles in packages/node/src or packages/policy/src, type-only imports included. ' +
-        '"warn" while the cycles that exist today are removed; then "error".',
-      severity: 'warn',
+      comment: 'No import cycles in packages/node/src or packages/policy/src, type-only imports included.',
+      severity: 'error',
       from: { path: `(${SDK}|${POLICY_SRC})` },
       to: { circular: true },
     },

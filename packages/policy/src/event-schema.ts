@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { REASON_CODES } from './reason-codes.js';
 import { SCHEMES } from './types.js';
 

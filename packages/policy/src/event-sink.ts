@@ -1,5 +1,5 @@
 import type { DestinationStream } from 'pino';
-import type { DropReason } from './events.js';
+import type { DropReason } from './event-types.js';
 
 /** Default bound on the event bytes held in memory for a destination that is behind: 64 MiB. */
 export const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024;

@@ -1,169 +1,36 @@
-import pino, { type DestinationStream, type Logger } from 'pino';
+import { createRequire } from 'node:module';
+import { isMainThread } from 'node:worker_threads';
+import type { DestinationStream, Logger, LoggerOptions } from 'pino';
+import type { SonicBoom } from 'sonic-boom';
 import { EgressOptionsError } from './errors.js';
 import { openAuditFile } from './event-audit-file.js';
 import { registerExitFlush } from './event-exit-flush.js';
 import { type BoundedSink, DEFAULT_MAX_BUFFERED_BYTES, type SinkStats, sinkFor } from './event-sink.js';
+import { type EgressEvent, EVENT_SCHEMA_VERSION, type EventSource } from './event-types.js';
 import { toOcsf } from './ocsf.js';
-import type { ReasonCode } from './reason-codes.js';
-import type { Decision, Mode } from './types.js';
 
-/** Version of the audit event schema. Bumped only on incompatible changes. */
-export const EVENT_SCHEMA_VERSION = 1;
+export * from './event-types.js';
 
-/** Which half of the product wrote the event. */
-export type EventSource = 'sdk' | 'edge';
+// Both builds: the CommonJS one has __filename, the ESM one import.meta.url.
+const requireHere = createRequire(typeof __filename === 'string' ? __filename : import.meta.url);
+
+/** on-exit-leak-free: pino's own exit hooks, which hold what they flush weakly. */
+interface OnExit {
+  register<T extends object>(target: T, handler: (target: T, event: 'exit' | 'beforeExit') => void): void;
+  unregister(target: object): void;
+}
+
+let pinoModule: typeof import('pino') | undefined;
 
 /**
- * Fields common to every egress-guard event. OpenTelemetry names where one exists, `egress.*` otherwise.
- * The published JSON Schema (`schema/events-v1.json`) and docs/events.md describe every field.
+ * pino, loaded when a line needs it: on the default path (JSON at info, no base fields, to the emitter's
+ * own destination) the emitter writes pino's line itself (see nativeLine), and an application's logger
+ * brings its own pino; loading pino there (about 40 files) would only slow the start of the service.
  */
-export interface BaseEvent {
-  'event.name': string;
-  'egress.schema': typeof EVENT_SCHEMA_VERSION;
-  'egress.source': EventSource;
-  'service.name'?: string | undefined;
+function loadPino(): typeof import('pino') {
+  pinoModule ??= requireHere('pino') as typeof import('pino');
+  return pinoModule;
 }
-
-/** One per request (SDK) or connection (edge): what was decided, and why. */
-export interface DecisionEvent extends BaseEvent {
-  'event.name': 'egress.decision';
-  /** Correlates the decision with its completion. */
-  'egress.id': string;
-  'egress.decision': Decision['result'];
-  'egress.reason': ReasonCode;
-  'egress.rule'?: string | undefined;
-  'egress.mode': Mode;
-  'egress.policy.hash': string;
-  /** The hook that saw the traffic: fetch, undici, http, https, http2, net, tls, dns, edge.explicit, ... */
-  'egress.hook': string;
-  'egress.message'?: string | undefined;
-  /** One of the policy's schemes: https, http, wss, ws, tls, tcp, ssh. */
-  'url.scheme': string;
-  /** Scheme, host, port and path; the query string is redacted unless the caller opts in. */
-  'url.full'?: string | undefined;
-  'url.path'?: string | undefined;
-  'server.address'?: string | undefined;
-  'server.port': number;
-  'network.peer.address'?: string | undefined;
-  'http.request.method'?: string | undefined;
-  'client.address'?: string | undefined;
-  'tls.client.server_name'?: string | undefined;
-}
-
-/** One at the end of each allowed request or connection. */
-export interface CompletionEvent extends BaseEvent {
-  'event.name': 'egress.completion';
-  'egress.id': string;
-  'egress.hook': string;
-  'egress.rule'?: string | undefined;
-  /** The hash of the policy that made the decision; empty when the flow ended before any decision. */
-  'egress.policy.hash': string;
-  /** ok, error, timeout, circuit_open, tls, denied (a redirect or dial-time denial after the decision). */
-  'egress.outcome': string;
-  'egress.duration_ms': number;
-  'server.address'?: string | undefined;
-  'server.port'?: number | undefined;
-  'client.address'?: string | undefined;
-  'http.response.status_code'?: number | undefined;
-  /** The negotiated TLS version as Node spells it (`TLSv1.3`). */
-  'tls.protocol.version'?: string | undefined;
-  'tls.client.alpn'?: string | undefined;
-  'tls.client.server_name'?: string | undefined;
-  /** Edge only: the highest TLS version the client offered. */
-  'egress.tls.client_max_version'?: string | undefined;
-  'egress.bytes.sent'?: number | undefined;
-  'egress.bytes.received'?: number | undefined;
-  'egress.close_reason'?: string | undefined;
-  'error.type'?: string | undefined;
-}
-
-/** A summary of what changed between two policies. */
-export interface PolicyDiffSummary {
-  added: string[];
-  removed: string[];
-  changed: string[];
-}
-
-/** Policy loaded at start, reloaded, or rejected (the old policy stays in force). */
-export interface PolicyEvent extends BaseEvent {
-  'event.name': 'egress.policy.loaded' | 'egress.policy.reloaded' | 'egress.policy.rejected';
-  'egress.policy.hash'?: string | undefined;
-  'egress.policy.previous_hash'?: string | undefined;
-  'egress.policy.file'?: string | undefined;
-  'egress.policy.diff'?: PolicyDiffSummary | undefined;
-  'egress.policy.problems'?: string[] | undefined;
-}
-
-/** A circuit breaker opened, half-opened or closed. */
-export interface BreakerEvent extends BaseEvent {
-  'event.name': 'egress.breaker.state';
-  'egress.breaker.state': 'open' | 'half_open' | 'closed';
-  'egress.breaker.key': string;
-  'egress.rule'?: string | undefined;
-  /** The policy in force when the state changed. */
-  'egress.policy.hash'?: string | undefined;
-}
-
-/** Why events were dropped: the sink did not keep up, failed, or dropped lines itself. */
-export type DropReason = 'backpressure' | 'sink_error' | 'sink_drop';
-
-/**
- * Written by the emitter itself, on the first write the sink accepts after a loss: how many events were
- * dropped since the last such report. An audit trail with a gap says so.
- */
-export interface DroppedEvent extends BaseEvent {
-  'event.name': 'egress.events.dropped';
-  /** Events dropped since the previous report. */
-  'egress.events.dropped': number;
-  /** Events dropped since the emitter was created. */
-  'egress.events.dropped_total': number;
-  'egress.events.drop_reason': DropReason;
-  /** When the first of these drops happened (ISO 8601). */
-  'egress.events.since': string;
-  /** The policy of the last event emitted before the report, when it had one. */
-  'egress.policy.hash'?: string | undefined;
-}
-
-/**
- * Summary mode (`audit: { allowed: 'summary' }`): the allowed traffic of one key over one interval, in
- * place of a decision and a completion event per request. The key is the service, policy, rule, origin
- * (`url.scheme`, `server.address`, `server.port`), outcome and error type. See `AllowedTrafficSummary`.
- */
-export interface SummaryEvent extends BaseEvent {
-  'event.name': 'egress.summary';
-  'egress.rule'?: string | undefined;
-  /** The policy that allowed the traffic (a reload starts new keys). */
-  'egress.policy.hash': string;
-  /** ok, error, timeout, circuit_open: the outcomes that are summarised. */
-  'egress.outcome': string;
-  'url.scheme': string;
-  'server.address'?: string | undefined;
-  'server.port': number;
-  /** For outcomes other than ok: the error class or code, part of the key. */
-  'error.type'?: string | undefined;
-  /** Start of the interval counted (ISO 8601). */
-  'egress.summary.start': string;
-  /** End of the interval counted (ISO 8601). */
-  'egress.summary.end': string;
-  /** Requests or connections that ended in the interval. */
-  'egress.summary.count': number;
-  /** Bytes sent, in all, by those that reported it. */
-  'egress.bytes.sent': number;
-  /** Bytes received, in all, by those that reported it. */
-  'egress.bytes.received': number;
-  'egress.summary.duration_p50_ms': number;
-  'egress.summary.duration_p90_ms': number;
-  'egress.summary.duration_p99_ms': number;
-  'egress.summary.duration_max_ms': number;
-}
-
-export type EgressEvent =
-  | DecisionEvent
-  | CompletionEvent
-  | PolicyEvent
-  | BreakerEvent
-  | DroppedEvent
-  | SummaryEvent;
 
 /** Output formats: egress-guard's own schema (default), or OCSF 1.6 classes for SIEMs that ingest OCSF. */
 export type EventFormat = 'json' | 'ocsf';
@@ -260,14 +127,26 @@ export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
   const level = options.level ?? 'info';
   const audit = openAuditFile();
   let sink: BoundedSink | undefined;
-  let logger: Logger;
+  let logger: () => Logger;
   if (options.logger) {
-    logger = options.logger.child({ egress: true });
+    const child = options.logger.child({ egress: true });
+    logger = () => child;
   } else {
-    sink = sinkFor(options.destination ?? pino.destination({ dest: 1, sync: false }), {
+    checkEnvelope(options.envelope);
+    const to = sinkFor(options.destination ?? stdoutDestination(), {
       maxBufferedBytes: options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
     });
-    logger = pino(lineOptions(options.envelope), sink);
+    sink = to;
+    // Made on the first line that needs it (see loadPino): never, on the default path.
+    let made: Logger | undefined;
+    logger = () => {
+      made ??= loadPino().default(lineOptions(options.envelope), to);
+      return made;
+    };
+    // pino announces its configuration on the stream it writes to when it is made, and a transport
+    // (pino.transport(), pino-opentelemetry-transport) may wait for that before it writes anything: for
+    // a destination of the application's that can hear it, pino is made now, as it always was.
+    if (typeof (options.destination as { emit?: unknown } | undefined)?.emit === 'function') logger();
   }
 
   // The hot path (every request writes two events): with no logger of the application's, no base fields
@@ -293,12 +172,12 @@ export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
       sink.write(`${JSON.stringify(ocsfOf(event))}\n`);
     } else if (format === 'ocsf') {
       const line = { ocsf: ocsfOf(event) };
-      if (warn) logger.warn(line, msg);
-      else logger[level](line, msg);
+      if (warn) logger().warn(line, msg);
+      else logger()[level](line, msg);
     } else if (fastLine && sink) {
       sink.write(fastLine(fieldsJson ?? JSON.stringify(event), warn, msg));
-    } else if (warn) logger.warn(event, msg);
-    else logger[level](event, msg);
+    } else if (warn) logger().warn(event, msg);
+    else logger()[level](event, msg);
   };
 
   // The sink calls back when it accepts writes again after a loss; the report then goes first.
@@ -327,12 +206,14 @@ export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
 
   const flush = (timeoutMs = DEFAULT_FLUSH_TIMEOUT_MS): Promise<void> => {
     if (sink) return sink.flush(timeoutMs);
-    return flushLogger(logger, timeoutMs);
+    return flushLogger(logger(), timeoutMs);
   };
   const unregister = options.flushOnExit && sink ? registerExitFlush(sink) : undefined;
 
   return {
-    logger,
+    get logger() {
+      return logger();
+    },
     emit(event, fieldsJson) {
       emitted++;
       lastSource = event['egress.source'];
@@ -360,19 +241,60 @@ export function createEventEmitter(options: EmitterOptions = {}): EventEmitter {
   };
 }
 
-/** Pino options of a line: the event's own fields, the time, the level, a message, and `base` if asked. */
-function lineOptions(envelope: LineEnvelope = {}) {
+/** Names in `envelope.base` must not have a dot: checked when the emitter is made, pino or not. */
+function checkEnvelope(envelope: LineEnvelope = {}): void {
   for (const key of Object.keys(envelope.base ?? {})) {
     if (key.includes('.'))
       throw new EgressOptionsError(
         `envelope.base: "${key}" has a dot; dotted names belong to the event schema`,
       );
   }
+}
+
+/** Pino options of a line: the event's own fields, the time, the level, a message, and `base` if asked. */
+function lineOptions(envelope: LineEnvelope = {}): LoggerOptions {
+  const time = loadPino().stdTimeFunctions;
   return {
     base: envelope.base ?? undefined,
     messageKey: 'msg',
-    timestamp: envelope.time === 'epoch' ? pino.stdTimeFunctions.epochTime : pino.stdTimeFunctions.isoTime,
+    timestamp: envelope.time === 'epoch' ? time.epochTime : time.isoTime,
   };
+}
+
+/**
+ * The default destination: asynchronous JSON lines on stdout, as `pino.destination({ dest: 1, sync: false })`
+ * makes it (sonic-boom, without loading pino): a broken pipe (EPIPE) silences it rather than failing,
+ * and it is written out on exit (synchronously) and ended when the event loop empties (`beforeExit`).
+ */
+function stdoutDestination(): DestinationStream {
+  const { SonicBoom } = requireHere('sonic-boom') as typeof import('sonic-boom');
+  const stream = new SonicBoom({ dest: 1, sync: false });
+  const filterBrokenPipe = (error: NodeJS.ErrnoException): void => {
+    if (error.code === 'EPIPE') {
+      const noop = () => {};
+      Object.assign(stream, { write: noop, end: noop, flushSync: noop, destroy: noop });
+      return;
+    }
+    stream.removeListener('error', filterBrokenPipe);
+    stream.emit('error', error);
+  };
+  stream.on('error', filterBrokenPipe);
+  if (isMainThread) {
+    const onExit = requireHere('on-exit-leak-free') as OnExit;
+    onExit.register(stream, endOnExit);
+    stream.on('close', () => onExit.unregister(stream));
+  }
+  return stream;
+}
+
+/** pino's exit handler for the destinations it makes (`autoEnd`). */
+function endOnExit(stream: SonicBoom, event: string): void {
+  if ((stream as SonicBoom & { destroyed?: boolean }).destroyed) return;
+  if (event === 'beforeExit') {
+    // The event loop is still there: use it.
+    stream.flush();
+    stream.on('drain', () => stream.end());
+  } else stream.flushSync();
 }
 
 /**

@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module';
 import { Minimatch } from 'minimatch';
-import { parse as parseDomain } from 'tldts';
+import type { parse as tldtsParse } from 'tldts';
 import { endsInNumber, parseIpLiteral } from './address/index.js';
 import { normaliseHostName } from './host-name.js';
 
@@ -25,6 +26,22 @@ export type HostPatternResult =
   | { ok: false; message: string; hint?: string };
 
 const GLOB_CHARS = /[*?[\]{}]/;
+
+let parse: typeof tldtsParse | undefined;
+
+/**
+ * tldts's `parse`, loaded with the first wildcard pattern: its public suffix list (loading it takes about
+ * 15 ms and 6 MiB) is needed only to refuse patterns that are too broad, and a policy of exact names
+ * never needs it.
+ */
+function parseDomain(...args: Parameters<typeof tldtsParse>): ReturnType<typeof tldtsParse> {
+  parse ??= (
+    createRequire(typeof __filename === 'string' ? __filename : import.meta.url)(
+      'tldts',
+    ) as typeof import('tldts')
+  ).parse;
+  return parse(...args);
+}
 
 /** Compiles one entry of a rule's `hosts`. */
 export function compileHostPattern(text: string): HostPatternResult {

@@ -1,4 +1,4 @@
-import type { CompletionEvent, DecisionEvent, EgressEvent } from './events.js';
+import type { CompletionEvent, DecisionEvent, EgressEvent } from './event-types.js';
 import { HTTP_SCHEMES, type Scheme } from './types.js';
 
 /** The OCSF schema version the mapping follows. */

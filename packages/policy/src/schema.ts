@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseCidr } from './address/index.js';
 import { parseDuration } from './duration.js';
 import { compileHostPattern } from './host-pattern.js';

@@ -1,6 +1,17 @@
 import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
 import type { EffectiveBreaker } from '@egress-guard/policy';
-import CircuitBreaker from 'opossum';
+import type CircuitBreaker from 'opossum';
+
+let Opossum: typeof CircuitBreaker | undefined;
+
+/** opossum, loaded with the first breaker (a rule with a breaker, on its first call), not with the SDK. */
+function opossum(): typeof CircuitBreaker {
+  Opossum ??= createRequire(typeof __filename === 'string' ? __filename : import.meta.url)(
+    'opossum',
+  ) as typeof CircuitBreaker;
+  return Opossum;
+}
 
 /** The outcome of one guarded call, reported to its breaker. */
 export interface BreakerTicket {
@@ -115,7 +126,7 @@ class Circuit {
     onState: (state: BreakerState) => void,
   ) {
     this.counts = new RollingCounts(settings.rollingWindow);
-    this.breaker = new CircuitBreaker(refuseFire, {
+    this.breaker = new (opossum())(refuseFire, {
       timeout: false,
       errorThresholdPercentage: settings.errorThresholdPercentage,
       volumeThreshold: settings.volumeThreshold,

@@ -1,5 +1,5 @@
 import type { GuardCore } from '../guard/guard-core.js';
-import { type DispatcherLike, GuardedDispatcher } from './undici/guarded-dispatcher.js';
+import { type DispatcherLike, GuardedDispatcher, ownUndici } from './undici/guarded-dispatcher.js';
 
 // Node's bundled fetch and WebSocket read the global dispatcher here: `.1` on Node 20-24, `.2` on Node 26.
 const GLOBAL_DISPATCHERS = [Symbol.for('undici.globalDispatcher.1'), Symbol.for('undici.globalDispatcher.2')];
@@ -21,7 +21,14 @@ export function patchFetch(guard: GuardCore): () => void {
         ?.name === 'EnvHttpProxyAgent',
   );
   const own = new GuardedDispatcher(guard, { hook: 'fetch', proxy: proxy ? 'env' : undefined });
-  const global = new GuardedDispatcher(guard, { hook: 'undici.global', dispatcher: own.inner });
+  // The global dispatcher sends to the same Agent as `own`, made on the first request of either (undici
+  // is not loaded at install): a forwarding object, not `own.inner`, which would make it now.
+  const ownAgent: DispatcherLike = {
+    dispatch: (opts, handler) => own.inner.dispatch(opts, handler),
+    close: (...args) => own.close(...args),
+    destroy: (...args) => own.destroy(...args),
+  };
+  const global = new GuardedDispatcher(guard, { hook: 'undici.global', dispatcher: ownAgent });
   const wrapped = new WeakMap<object, GuardedDispatcher>();
   const wrap = (dispatcher: DispatcherLike): GuardedDispatcher => {
     if (dispatcher instanceof GuardedDispatcher) return dispatcher;
@@ -52,15 +59,32 @@ export function patchFetch(guard: GuardCore): () => void {
 
   return () => {
     if (guardedFetch && globalThis.fetch === guardedFetch) globalThis.fetch = originalFetch;
-    for (const { symbol, descriptor } of previous) {
-      const now = Object.getOwnPropertyDescriptor(globalThis, symbol);
-      if (now?.configurable) {
-        if (descriptor) Object.defineProperty(globalThis, symbol, descriptor);
-        else delete (globalThis as Record<symbol, unknown>)[symbol];
-      } else if (now?.writable) (globalThis as Record<symbol, unknown>)[symbol] = descriptor?.value;
-    }
+    restoreGlobals(previous);
     void own.close?.();
   };
+}
+
+/**
+ * Puts back the global dispatchers there were before install. Where there was none, a plain undici
+ * Agent goes there: Node's fetch makes its own global dispatcher only when its undici is first loaded,
+ * which a guarded fetch has already done, and with none it throws an AssertionError. (npm undici used to
+ * leave one as a side effect of being loaded at install, which it no longer is.)
+ */
+function restoreGlobals(
+  previous: Array<{ symbol: symbol; descriptor: PropertyDescriptor | undefined }>,
+): void {
+  let plain: DispatcherLike | undefined;
+  for (const { symbol, descriptor } of previous) {
+    const now = Object.getOwnPropertyDescriptor(globalThis, symbol);
+    if (now?.configurable) {
+      if (descriptor) Object.defineProperty(globalThis, symbol, descriptor);
+      else delete (globalThis as Record<symbol, unknown>)[symbol];
+    } else if (now?.writable) (globalThis as Record<symbol, unknown>)[symbol] = descriptor?.value;
+    if ((globalThis as Record<symbol, unknown>)[symbol] === undefined) {
+      plain ??= new (ownUndici().Agent)();
+      setGlobal(symbol, plain);
+    }
+  }
 }
 
 function setGlobal(symbol: symbol, value: unknown): void {

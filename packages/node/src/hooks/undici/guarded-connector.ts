@@ -1,6 +1,7 @@
+import { createRequire } from 'node:module';
 import tls from 'node:tls';
 import { type Decision, decideVerifyDisabled, timeoutError } from '@egress-guard/policy';
-import { buildConnector } from 'undici';
+import type { buildConnector } from 'undici';
 import type { GuardCore } from '../../guard/guard-core.js';
 import { dialChecksOf, recordDecision } from '../../pipeline/record.js';
 import { guardedLookup } from '../../socket/guarded-lookup.js';
@@ -13,6 +14,18 @@ type ConnectOptions = buildConnector.BuildOptions & {
   timeout?: number | null;
 };
 type Connector = buildConnector.connector;
+
+// undici is loaded when the first connector is built (the first connection of the guard's own Agent,
+// which has loaded undici already), not when the SDK is: see guarded-dispatcher.ts.
+let loadedBuildConnector: typeof buildConnector | undefined;
+function undiciBuildConnector(): typeof buildConnector {
+  loadedBuildConnector ??= (
+    createRequire(typeof __filename === 'string' ? __filename : import.meta.url)(
+      'undici',
+    ) as typeof import('undici')
+  ).buildConnector;
+  return loadedBuildConnector;
+}
 
 /**
  * undici's `connect` for the guard's Agent: decides the transport (is this host allowed at all on this
@@ -104,5 +117,5 @@ function build(
   // `ca` is extra trust: Node's own roots stay, so public hosts keep verifying through the guard's Agent.
   if (guard.ca !== undefined && base.ca === undefined)
     options.ca = [...tls.rootCertificates, ...[guard.ca].flat()];
-  return buildConnector(options as buildConnector.BuildOptions);
+  return undiciBuildConnector()(options as buildConnector.BuildOptions);
 }
