@@ -1,3 +1,5 @@
+import { parsedOrigin } from './request-target.js';
+
 /**
  * Marks dispatch options a GuardedDispatcher already decided, so that the dispatchers beneath it
  * (Agent → Pool → Client, ProxyAgent → its inner Agent) do not decide the same request again.
@@ -35,20 +37,8 @@ export function wasDecided(opts: object, origin: string | undefined): boolean {
 }
 
 /** The origin (scheme://host:port) of a dispatch's `origin` option, or undefined if it has none. */
-// A process talks to few origins: parsing each once keeps `new URL` off the per-request path.
-const origins = new Map<string, string | undefined>();
-
 export function originOf(value: unknown): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
-  const key = String(value);
-  if (origins.has(key)) return origins.get(key);
-  let origin: string | undefined;
-  try {
-    origin = new URL(key).origin;
-  } catch {
-    origin = undefined;
-  }
-  if (origins.size >= 1024) origins.clear();
-  origins.set(key, origin);
-  return origin;
+  // One cache of parsed origins for every layer (see request-target.ts).
+  return parsedOrigin(String(value))?.origin;
 }

@@ -53,7 +53,8 @@ export function readRequestTarget(opts: {
 // A process talks to few origins: each is parsed once, not on every request.
 const parsedOrigins = new Map<string, ParsedOrigin | null>();
 
-function parsedOrigin(text: string): ParsedOrigin | undefined {
+/** An origin's parts, parsed once per distinct text; undefined when it is not a URL. */
+export function parsedOrigin(text: string): ParsedOrigin | undefined {
   let parsed = parsedOrigins.get(text);
   if (parsed === undefined) {
     try {
