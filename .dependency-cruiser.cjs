@@ -1,5 +1,5 @@
 // dependency-cruiser rules, run by `pnpm lint` (after biome) as
-//   depcruise --config .dependency-cruiser.cjs packages/node/src packages/policy/src
+//   depcruise --config .dependency-cruiser.cjs packages/node/src packages/policy/src packages/edge/src
 // Exit status: the number of "error" violations; "warn" ones are printed and do not fail lint.
 //
 // packages/node/src is built in layers, one folder each; a layer may import any layer to its right,
@@ -17,6 +17,7 @@
 // (tsPreCompilationDeps), for the layers and for cycles alike.
 const SDK = '^packages/node/src/';
 const POLICY_SRC = '^packages/policy/src/';
+const EDGE = '^packages/edge/src/';
 
 /** Left to right: each may import the ones after it, none before it. */
 const LAYERS = ['hooks', 'pipeline', 'socket', 'guard'];
@@ -36,9 +37,10 @@ module.exports = {
   forbidden: [
     {
       name: 'no-circular',
-      comment: 'No import cycles in packages/node/src or packages/policy/src, type-only imports included.',
+      comment:
+        'No import cycles in packages/node/src, packages/policy/src or packages/edge/src, type-only imports included.',
       severity: 'error',
-      from: { path: `(${SDK}|${POLICY_SRC})` },
+      from: { path: `(${SDK}|${POLICY_SRC}|${EDGE})` },
       to: { circular: true },
     },
     ...layerRules,

@@ -10,6 +10,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables) # transparent-mode tests, in network namespaces
 command -v nsenter >/dev/null || need+=(util-linux)
+command -v dig >/dev/null || need+=(dnsutils) # the edge's DNS guard is tested with a real client
 command -v chromium >/dev/null || need+=(chromium) # egress-guard report: the HTML page is rendered in a test
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // edge-worker: the entry of the worker processes `startEdgeWorkers` forks (dist/edge-worker.js).
+  entry: { index: 'src/index.ts', 'edge-worker': 'src/workers/worker-main.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   sourcemap: true,

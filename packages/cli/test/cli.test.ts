@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,8 +38,9 @@ describe('egress-guard lint', () => {
 
   it('reports a missing file in one line', async () => {
     const r = await run('lint', '/nonexistent/egress.yaml');
-    expect(r.code).toBe(1);
-    expect(r.out).toBe('/nonexistent/egress.yaml:0:0 file not found (check the path)');
+    expect(r.code).toBe(2);
+    // No made-up 0:0 position: a missing file has no place in it.
+    expect(r.out).toBe('/nonexistent/egress.yaml: file not found (check the path)');
   });
 });
 
@@ -54,9 +55,9 @@ describe('egress-guard check', () => {
     expect(r.out).toMatch(/breaker {3}off/);
   });
 
-  it('shows a denial with its reason and how to allow it, exit 2', async () => {
+  it('shows a denial with its reason and how to allow it, exit 1', async () => {
     const r = await run('check', example, 'https://pastebin.com/raw/x');
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.out).toMatch(/DENIED/);
     expect(r.out).toMatch(/explicit_deny/);
     expect(r.out).toMatch(/rule {6}paste-sites \(deny\)/);
@@ -78,7 +79,7 @@ describe('egress-guard check', () => {
 
   it('checks a dialled address against the special-purpose rule', async () => {
     const r = await run('check', example, 'https://b.s3.eu-west-1.amazonaws.com/', '--address', '10.0.0.8');
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.out).toMatch(/private_address/);
   });
 
@@ -86,11 +87,17 @@ describe('egress-guard check', () => {
     [['check', example, 'not a url'], /neither a URL nor host:port/],
     [['check', example, 'ftp://x.example/'], /unsupported scheme "ftp"/],
     [['check', example, 'https://x.example/', '--service', 'nope'], /no service "nope"/],
-    [['check', example, 'https://x.example/', '--bogus'], /Unknown option '--bogus'/],
+    [['check', example, 'https://x.example/', '--bogus'], /^egress-guard check: unknown flag --bogus$/],
+    [['check', example, 'https://x.example/', '--jsn'], /unknown flag --jsn \(did you mean --json\?\)/],
+    [['check', example, 'https://x.example/', '--method'], /^egress-guard check: --method needs a value$/],
+    [['check', example, 'https://x.example/', '--json=yes'], /--json takes no value/],
+    [['check', '/nonexistent/egress.yaml', 'https://x.example/'], /file not found/],
     [['frobnicate'], /unknown command "frobnicate"/],
-  ])('bad input %j gets one line and exit 1', async (argv, message) => {
+    [['--frobnicate'], /unknown flag "--frobnicate"/],
+    [[], /^usage: egress-guard <command>/],
+  ])('bad input %j gets a short answer, no stack, and exit 2', async (argv, message) => {
     const r = await run(...argv);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(message);
     expect(r.err).not.toMatch(/\n\s+at /);
   });
@@ -173,8 +180,112 @@ describe('egress-guard edge', () => {
 
   it('refuses bad flags in one line with the usage', async () => {
     const r = await run('edge', '--explicit', 'nonsense');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/egress-guard edge:/);
     expect(r.err).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('every command', () => {
+  const commands = ['lint', 'check', 'edge', 'schema', 'learn', 'diff', 'report'];
+
+  it.each(commands)('%s --help and -h answer the usage with exit 0', async (name) => {
+    for (const flag of ['--help', '-h']) {
+      const r = await run(name, flag);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(new RegExp(`usage: egress-guard ${name}\\b`));
+      expect(r.err).toBe('');
+    }
+  });
+
+  it.each(commands)('%s names an unknown flag in one line, exit 2', async (name) => {
+    const r = await run(name, '--no-such-flag', 'x');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(new RegExp(`^egress-guard ${name}: .*--no-such-flag`));
+    // One line for the usual commands; the edge lists every problem of its flags, one per line.
+    if (name !== 'edge') expect(r.err.split('\n')).toHaveLength(1);
+    expect(r.err).not.toMatch(/\n\s+at /);
+  });
+
+  it('answers --help and --version at the top level', async () => {
+    const help = await run('--help');
+    expect(help.code).toBe(0);
+    for (const name of commands) expect(help.out).toContain(`egress-guard ${name}`);
+    const version = await run('--version');
+    expect(version.code).toBe(0);
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    expect(version.out).toBe(pkg.version);
+  });
+
+  it('gives lint warnings their line and column', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-cli-'));
+    const file = join(dir, 'egress.yaml');
+    writeFileSync(
+      file,
+      'version: 1\nallow:\n  - name: pages\n    hosts:\n      - api.example.com\n      - "*.github.io"\n',
+    );
+    const r = await run('lint', file);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(
+      new RegExp(
+        `^warning: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:6:9 allow\\[0\\]\\.hosts\\[1\\]: `,
+      ),
+    );
+  });
+});
+
+describe('a reader that closes the pipe early', () => {
+  const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+
+  /** Runs the built command with stdout on a real pipe whose read end is closed before it writes. */
+  async function withClosedStdout(argv: string[]) {
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [bin, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    return { code, stderr };
+  }
+
+  it('ends check, schema and diff quietly, with the status of SIGPIPE (141)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-cli-'));
+    const log = join(dir, 'sdk.jsonl');
+    const line = (host: string) =>
+      JSON.stringify({
+        time: '2026-01-31T09:00:00.000Z',
+        'event.name': 'egress.decision',
+        'egress.decision': 'allowed',
+        'egress.reason': 'allowed',
+        'egress.source': 'sdk',
+        'egress.mode': 'enforce',
+        'server.address': host,
+        'server.port': 443,
+        'url.scheme': 'https',
+      });
+    writeFileSync(
+      log,
+      `${Array.from({ length: 2000 }, (_, i) => line(`h${i}.unknown.example`)).join('\n')}\n`,
+    );
+    for (const argv of [
+      ['check', example, 'https://pastebin.com/raw/x'],
+      ['schema'],
+      ['diff', example, log, '--top', '1000'],
+    ]) {
+      const r = await withClosedStdout(argv);
+      expect(r.stderr, argv.join(' ')).toBe('');
+      expect(r.code, argv.join(' ')).toBe(141);
+    }
+  });
+
+  it('ends quietly in a shell pipeline: egress-guard schema | head -1', async () => {
+    const r = await promisify(execFile)('/bin/sh', [
+      '-c',
+      `"${process.execPath}" "${bin}" schema | head -1; "${process.execPath}" "${bin}" check "${example}" https://pastebin.com/raw/x | head -1`,
+    ]);
+    expect(r.stdout.split('\n').filter(Boolean)).toEqual(['{', 'DENIED  https://pastebin.com/raw/x']);
+    expect(r.stderr).toBe('');
   });
 });

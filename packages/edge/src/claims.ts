@@ -38,6 +38,11 @@ export interface ResolverCacheOptions {
   timeoutMs?: number | undefined;
   /** Clock, for tests. Default `Date.now`. */
   now?: (() => number) | undefined;
+  /**
+   * Bindings from the answers the DNS guard handed out (`dns/bindings.ts`), consulted before the cache
+   * and the resolver: an address the client was given for the name is what it connects to.
+   */
+  bindings?: { holds(name: string, address: string): boolean } | undefined;
 }
 
 /**
@@ -53,6 +58,7 @@ export class ResolverCache {
   private readonly maxNames: number;
   private readonly timeout: number;
   private readonly now: () => number;
+  private readonly bindings: ResolverCacheOptions['bindings'];
   /** name -> canonical address -> expiry (epoch ms). Map order is recency of the last look-up. */
   private readonly entries = new Map<string, Map<string, number>>();
 
@@ -63,6 +69,7 @@ export class ResolverCache {
     this.maxNames = options.maxNames ?? 10_000;
     this.timeout = options.timeoutMs ?? 5000;
     this.now = options.now ?? Date.now;
+    this.bindings = options.bindings;
   }
 
   /** Names currently cached. */
@@ -101,12 +108,13 @@ export class ResolverCache {
   }
 
   /**
-   * Whether `name` resolves, now or within the retention of a recent answer, to `address`. A recent
-   * matching answer is enough (no query); otherwise the name is resolved again.
+   * Whether `name` resolves, now or within the retention of a recent answer, to `address`. A binding from
+   * the DNS guard or a recent matching answer is enough (no query); otherwise the name is resolved again.
    */
   async resolvesTo(name: string, address: string): Promise<boolean> {
     const target = canonicalAddress(address);
     if (target === undefined) return false;
+    if (this.bindings?.holds(normaliseHostName(name) ?? name, target)) return true;
     const expiry = this.entries.get(name)?.get(target);
     if (expiry !== undefined && expiry > this.now()) return true;
     const fresh = await this.resolve(name);

@@ -1,15 +1,13 @@
 /**
- * Options of the edge filter: their types, their defaults (all in {@link EDGE_DEFAULTS}), validation
- * with every problem listed at once, and {@link parseEdgeArgs} for the `egress-guard edge` command.
+ * Options of the edge filter: their types, their defaults (all in {@link EDGE_DEFAULTS}), and validation
+ * with every problem listed at once, each with its path so that a caller reading the options from flags
+ * or a file (the `egress-guard edge` command) can say where it came from.
  */
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { dirname, resolve as resolvePath } from 'node:path';
 import {
   didYouMean,
   EgressOptionsError,
   type EventEmitter,
-  formatProblem,
   type Policy,
   parseDuration,
 } from '@egress-guard/policy';
@@ -17,12 +15,6 @@ import type { DestinationStream, Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { EdgeResolver } from './claims.js';
-import {
-  type ConfigDocument,
-  ConfigFileError,
-  type ConfigProblem,
-  readConfigDocument,
-} from './config-file.js';
 
 /** The three ways connections reach the edge. */
 export type ListenerKind = 'explicit' | 'transparent' | 'sni';
@@ -105,12 +97,35 @@ export interface EdgeDnsInput {
   maxRetention?: DurationInput | undefined;
   /** Names kept in the answer cache; the oldest is dropped beyond it. Default `10000`. */
   maxNames?: number | undefined;
-  /** Time limit of one look-up (A and AAAA in parallel). Default `5s`. */
+  /** Time limit of one look-up (A and AAAA in parallel), and of the DNS guard's upstream exchange. Default `5s`. */
   timeout?: DurationInput | undefined;
+  /**
+   * DNS guard listeners (UDP and TCP on each): `host:port` text (`0.0.0.0:53`, `[::]:53`) or
+   * `{ host, port }`; `port: 0` picks a free one. Questions for names the querying service's policy does not
+   * allow are refused and never forwarded. Default: none. See docs/edge.md, "DNS guard".
+   */
+  listen?: Array<string | { host?: string | undefined; port: number }> | undefined;
+  /** Shortest time a name → address binding from a DNS guard answer is kept, whatever its TTL. Default `5m`. */
+  minTtl?: DurationInput | undefined;
+  /** How the DNS guard answers a refused question: `refused` (REFUSED) or `nxdomain` (NXDOMAIN). Default `refused`. */
+  refusal?: 'refused' | 'nxdomain' | undefined;
+  /** DNS guard questions per second per source address (burst twice that); beyond, dropped. Default `200`. */
+  rateLimit?: number | string | undefined;
+  /**
+   * The hosts file the edge's resolver reads first, as the system resolver does (names listed there are
+   * never asked of DNS; re-read when it changes), or `false` to ask DNS for every name. Not used with a
+   * custom `resolver` or `lookup`. Default `/etc/hosts`.
+   */
+  hostsFile?: string | false | undefined;
 }
 
 /** {@link EdgeDnsInput} with defaults applied. */
 export interface EdgeDns {
+  listen: Array<{ host: string; port: number }>;
+  minTtl: number;
+  refusal: 'refused' | 'nxdomain';
+  rateLimit: number;
+  hostsFile: string | false;
   servers: string[] | undefined;
   minRetention: number;
   maxRetention: number;
@@ -137,7 +152,7 @@ export interface EdgeOptions {
   watchDebounce?: DurationInput | undefined;
   /**
    * Install process handlers: SIGHUP reloads, SIGTERM and SIGINT drain then close (a second one closes at
-   * once). Default `false` for the library; {@link parseEdgeArgs} sets it for the command.
+   * once). Default `false` for the library; the `egress-guard edge` command sets it.
    */
   signals?: boolean | undefined;
   /** Where audit events go: an emitter from `createEventEmitter`. Default: one on `logger`/`destination`, else stdout. */
@@ -157,6 +172,21 @@ export interface EdgeOptions {
   registry?: Registry | undefined;
   /** Also collect prom-client's default process metrics into the registry. Default `true`. */
   defaultMetrics?: boolean | undefined;
+  /**
+   * Processes that accept connections: `1` (the library's default) runs the edge in this process; more
+   * runs one primary (policy, admin server, flow log) and that many worker processes on the same
+   * listeners (`startEdgeWorkers`; the `egress-guard edge` command defaults to the number of cores).
+   * See docs/edge.md, "Workers".
+   */
+  workers?: number | undefined;
+  /**
+   * The secrets file (or directory) of the explicit proxy's service credentials. When given, every
+   * explicit-proxy connection must send `Proxy-Authorization` (Basic `SERVICE:TOKEN`, or Bearer `TOKEN`),
+   * answered `407` otherwise, and the service it names selects its `services` section, whatever the
+   * source address. Read again on every reload. See docs/edge.md, "Service identity". Default: none
+   * (the service comes from `sources`).
+   */
+  proxyAuth?: string | undefined;
 }
 
 /** {@link EdgeOptions} after validation, with every default applied. */
@@ -176,6 +206,8 @@ export interface ResolvedEdgeOptions {
   lookup: net.LookupFunction | undefined;
   registry: Registry | undefined;
   defaultMetrics: boolean;
+  workers: number;
+  proxyAuth: string | undefined;
 }
 
 /** Every default, in one place. Durations in milliseconds. */
@@ -183,7 +215,7 @@ export const EDGE_DEFAULTS = {
   listenerHost: '127.0.0.1',
   sniUpstreamPort: 443,
   adminHost: '127.0.0.1',
-  /** Admin address used by {@link parseEdgeArgs} when `--admin` is not given (`--no-admin` turns it off). */
+  /** Admin address of the `egress-guard edge` command when `--admin` is not given (`--no-admin` turns it off). */
   cliAdmin: '127.0.0.1:9901',
   limits: {
     maxConnections: 10_000,
@@ -200,11 +232,18 @@ export const EDGE_DEFAULTS = {
     maxRetention: 3_600_000,
     maxNames: 10_000,
     timeout: 5_000,
+    listen: [],
+    minTtl: 300_000,
+    refusal: 'refused',
+    rateLimit: 200,
+    hostsFile: '/etc/hosts',
   } satisfies EdgeDns,
   watchDebounce: 250,
-  /** Library default of {@link EdgeOptions.signals}; {@link parseEdgeArgs} sets `true` for the command. */
+  /** Library default of {@link EdgeOptions.signals}; the `egress-guard edge` command sets `true`. */
   signals: false,
   defaultMetrics: true,
+  /** Library default of {@link EdgeOptions.workers}: this process only. */
+  workers: 1,
 } as const;
 
 /** Smallest accepted {@link EdgeLimitsInput.helloMaxBytes}. */
@@ -378,6 +417,35 @@ const dnsShape = {
   maxRetention: duration.default(EDGE_DEFAULTS.dns.maxRetention),
   maxNames: count.default(EDGE_DEFAULTS.dns.maxNames),
   timeout: duration.default(EDGE_DEFAULTS.dns.timeout),
+  listen: z
+    .array(
+      z.union(
+        [
+          z.string().transform((text, ctx) => {
+            const parsed = parseListenAddress(text, EDGE_DEFAULTS.listenerHost);
+            if (typeof parsed === 'string') {
+              ctx.addIssue({ code: 'custom', message: parsed });
+              return z.NEVER;
+            }
+            return parsed;
+          }),
+          z.strictObject({ host: bindHost.default(EDGE_DEFAULTS.listenerHost), port: portSchema(0) }),
+        ],
+        { error: (issue) => `expected host:port or { host, port }, ${got(issue.input)}` },
+      ),
+      { error: 'expected a list of DNS listen addresses such as 0.0.0.0:53' },
+    )
+    .default([]),
+  minTtl: duration.default(EDGE_DEFAULTS.dns.minTtl),
+  refusal: z
+    .enum(['refused', 'nxdomain'], { error: (issue) => `expected refused or nxdomain, ${got(issue.input)}` })
+    .default(EDGE_DEFAULTS.dns.refusal),
+  rateLimit: count.default(EDGE_DEFAULTS.dns.rateLimit),
+  hostsFile: z
+    .union([z.string().min(1), z.literal(false)], {
+      error: (issue) => `expected a file path, or false to ask DNS for every name, ${got(issue.input)}`,
+    })
+    .default(EDGE_DEFAULTS.dns.hostsFile),
 } satisfies Record<keyof EdgeDns, z.ZodType>;
 
 const mappingOf = <S extends z.core.$ZodLooseShape>(shape: S, message: string) =>
@@ -412,6 +480,11 @@ const optionsShape = {
   lookup: fn<net.LookupFunction>('expected a function').optional(),
   registry: z.custom<Registry>().optional(),
   defaultMetrics: booleanSchema.default(EDGE_DEFAULTS.defaultMetrics),
+  workers: count.default(EDGE_DEFAULTS.workers),
+  proxyAuth: z
+    .string({ error: 'expected the path of the proxy credentials file' })
+    .min(1, { error: 'expected the path of the proxy credentials file' })
+    .optional(),
 } satisfies Record<keyof EdgeOptions, z.ZodType>;
 
 const optionsSchema = z
@@ -443,6 +516,7 @@ const optionsSchema = z
       resolver: o.resolver,
       lookup: o.lookup,
       registry: o.registry,
+      proxyAuth: o.proxyAuth,
     }),
   );
 
@@ -464,7 +538,7 @@ function knownKeysAt(path: readonly PropertyKey[]): readonly string[] {
 }
 
 /** One problem with the options: where (a path into the input) and what. */
-interface OptionProblem {
+export interface OptionProblem {
   path: PropertyKey[];
   message: string;
   /** Set for unknown keys: `path` then ends with the key, and a position should point at the key. */
@@ -472,7 +546,7 @@ interface OptionProblem {
 }
 
 /** `listeners[0].port`, `limits.helloTimeout`. */
-function formatPath(path: readonly PropertyKey[]): string {
+export function formatOptionPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const seg of path) {
     if (typeof seg === 'number') out += `[${seg}]`;
@@ -481,15 +555,16 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-function formatOptionProblem(p: OptionProblem): string {
-  return p.path.length === 0 ? p.message : `${formatPath(p.path)}: ${p.message}`;
+/** `path: message`, or the message alone for a problem of the whole options. */
+export function formatOptionProblem(p: OptionProblem): string {
+  return p.path.length === 0 ? p.message : `${formatOptionPath(p.path)}: ${p.message}`;
 }
 
 /**
  * Turns zod issues into problems, one per unknown key, with "did you mean" hints among `knownKeys(path)`,
  * the keys of the object at that path.
  */
-function problemsOf(
+export function optionProblemsOf(
   error: z.ZodError,
   input: unknown,
   knownKeys: (path: readonly PropertyKey[]) => readonly string[],
@@ -535,13 +610,17 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   return node;
 }
 
-/** Validates with the schema; every problem, or the options with every default applied. */
-function validateEdgeOptions(
+/**
+ * Validates with the schema, like {@link resolveEdgeOptions} but without throwing: every problem with its
+ * path into `input` (so a caller can say which flag or place in a file it came from), or the options with
+ * every default applied.
+ */
+export function validateEdgeOptions(
   input: unknown,
 ): { ok: true; options: ResolvedEdgeOptions } | { ok: false; problems: OptionProblem[] } {
   const result = optionsSchema.safeParse(input);
   if (result.success) return { ok: true, options: result.data };
-  return { ok: false, problems: problemsOf(result.error, input, knownKeysAt) };
+  return { ok: false, problems: optionProblemsOf(result.error, input, knownKeysAt) };
 }
 
 /**
@@ -586,8 +665,12 @@ export function parseListenAddress(
   return { host, port };
 }
 
-/** The `--sni` syntax: `host:port` or `host:port=upstreamPort`. */
-function parseSniListen(text: string): { host: string; port: number; upstreamPort?: number } | string {
+/**
+ * Parses an sni listener: `host:port` or `host:port=upstreamPort`.
+ *
+ * @returns The host, port and upstream port if given, or a message saying what is wrong.
+ */
+export function parseSniListen(text: string): { host: string; port: number; upstreamPort?: number } | string {
   const eq = text.lastIndexOf('=');
   const listen = parseListenAddress(eq < 0 ? text : text.slice(0, eq), EDGE_DEFAULTS.listenerHost);
   if (typeof listen === 'string') return listen;
@@ -595,307 +678,4 @@ function parseSniListen(text: string): { host: string; port: number; upstreamPor
   const up = text.slice(eq + 1);
   if (!/^\d{1,5}$/.test(up) || Number(up) < 1 || Number(up) > 65535) return `invalid upstream port "${up}"`;
   return { ...listen, upstreamPort: Number(up) };
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The command: flags and the --config file.
-// ---------------------------------------------------------------------------------------------------
-
-/** Flags and their option keys. Values: `list` repeatable, `value` single, `bool` no argument. */
-const FLAGS: Record<string, { kind: 'list' | 'value' | 'bool'; key: string }> = {
-  '--policy': { kind: 'value', key: 'policy' },
-  '--config': { kind: 'value', key: 'config' },
-  '--explicit': { kind: 'list', key: 'explicit' },
-  '--transparent': { kind: 'list', key: 'transparent' },
-  '--sni': { kind: 'list', key: 'sni' },
-  '--admin': { kind: 'value', key: 'admin' },
-  '--no-admin': { kind: 'bool', key: 'noAdmin' },
-  '--max-connections': { kind: 'value', key: 'limits.maxConnections' },
-  '--max-connections-per-source': { kind: 'value', key: 'limits.maxConnectionsPerSource' },
-  '--hello-timeout': { kind: 'value', key: 'limits.helloTimeout' },
-  '--hello-max-bytes': { kind: 'value', key: 'limits.helloMaxBytes' },
-  '--connect-timeout': { kind: 'value', key: 'limits.connectTimeout' },
-  '--idle-timeout': { kind: 'value', key: 'limits.idleTimeout' },
-  '--drain-timeout': { kind: 'value', key: 'limits.drainTimeout' },
-  '--dns-server': { kind: 'list', key: 'dns.servers' },
-  '--dns-min-retention': { kind: 'value', key: 'dns.minRetention' },
-  '--no-watch': { kind: 'bool', key: 'noWatch' },
-  '--watch-debounce': { kind: 'value', key: 'watchDebounce' },
-};
-
-const listenTexts = z.union([z.string(), z.array(z.string())], {
-  error: 'expected host:port or a list of them',
-});
-const fileMapping = (message: string) =>
-  z.record(z.string(), z.unknown(), { error: onTypeError(message) }).optional();
-
-/**
- * The shape of a config file: the flags without `--`, in camelCase, with `limits` and `dns` nested. Only
- * the shape is checked here; values (durations, counts, addresses) are checked with the options, and their
- * problems point back at the file.
- */
-const fileShape = {
-  policy: z.string({ error: 'expected a path' }).min(1, { error: 'expected a path' }).optional(),
-  explicit: listenTexts.optional(),
-  transparent: listenTexts.optional(),
-  sni: listenTexts.optional(),
-  admin: z
-    .union([z.string(), z.literal(false), z.null()], {
-      error: 'expected host:port, or false for no admin server',
-    })
-    .optional(),
-  limits: fileMapping('expected a mapping of limits'),
-  dns: fileMapping('expected a mapping of DNS settings'),
-  watch: booleanSchema.optional(),
-  watchDebounce: z.unknown().optional(),
-};
-const fileSchema = z.strictObject(fileShape, {
-  error: onTypeError('expected a mapping of settings at the top level'),
-});
-type FileSettings = z.output<typeof fileSchema>;
-
-/** The flags {@link parseEdgeArgs} understands, for the command's help text. */
-export const EDGE_USAGE = `egress-guard edge --policy egress.yaml [listeners] [options]
-
-listeners (each may be repeated; at least one):
-  --explicit HOST:PORT          HTTP proxy (CONNECT and absolute-form http://), e.g. 127.0.0.1:3128
-  --transparent HOST:PORT       iptables/nftables REDIRECT target, e.g. 0.0.0.0:15001
-  --sni HOST:PORT[=UPSTREAM]    routed by TLS SNI (weaker: no fact to check), upstream port default 443
-
-options:
-  --config FILE                 JSON or YAML file with the same settings (flags win)
-  --admin HOST:PORT             /metrics, /healthz, /readyz (default ${EDGE_DEFAULTS.cliAdmin}); --no-admin
-  --max-connections N           default ${EDGE_DEFAULTS.limits.maxConnections}
-  --max-connections-per-source N  default ${EDGE_DEFAULTS.limits.maxConnectionsPerSource}
-  --hello-timeout DURATION      default 10s
-  --hello-max-bytes N           default ${EDGE_DEFAULTS.limits.helloMaxBytes}
-  --connect-timeout DURATION    default 10s (a rule's lower timeouts.connect wins)
-  --idle-timeout DURATION       default 10m (a rule's lower timeouts.idle wins)
-  --drain-timeout DURATION      default 30s
-  --dns-server ADDR[:PORT]      resolver for names the edge dials (default: the system's)
-  --dns-min-retention DURATION  default 5s
-  --no-watch                    do not reload when the policy file changes (SIGHUP still reloads)
-  --watch-debounce DURATION     default 250ms`;
-
-/** Where a value came from: a flag, or a place in the config file (a path into it). */
-type Origin = { flag: true } | { file: PropertyKey[] };
-
-/**
- * Turns `egress-guard edge` flags (and the `--config` file they name) into validated {@link EdgeOptions}
- * with `signals: true` and the admin server on {@link EDGE_DEFAULTS.cliAdmin} unless `--no-admin`. Flags win
- * over the file; listener flags replace the file's listeners of the same kind. Paths in the file are
- * relative to the file.
- *
- * @throws {@link EdgeConfigError} listing every problem at once: flag problems name the flag or option;
- * problems in the file are `file:line:column path: message`, unknown keys with a "did you mean" hint.
- */
-export function parseEdgeArgs(argv: readonly string[]): EdgeOptions {
-  const problems: string[] = [];
-  // Problems at a place in the config file, listed after the others in the file's order.
-  const placed: ConfigProblem[] = [];
-  const flags = readFlags(argv, problems);
-
-  let file: FileSettings = {};
-  let doc: ConfigDocument | undefined;
-  let fileDir = process.cwd();
-  const configPath = flags.config as string | undefined;
-  if (configPath !== undefined) {
-    doc = readConfig(configPath, problems, placed);
-    if (doc) {
-      const shape = fileSchema.safeParse(doc.data);
-      if (shape.success) file = shape.data;
-      else {
-        const known = Object.keys(fileShape);
-        placed.push(...problemsOf(shape.error, doc.data, () => known).map((p) => fileProblem(doc!, p)));
-        // Keep what has the right shape, so the flags and the rest of the file are still checked.
-        if (typeof doc.data === 'object' && doc.data !== null && !Array.isArray(doc.data)) {
-          for (const [key, schema] of Object.entries(fileShape)) {
-            const one = schema.safeParse((doc.data as Record<string, unknown>)[key]);
-            if (one.success && one.data !== undefined) (file as Record<string, unknown>)[key] = one.data;
-          }
-        }
-      }
-      fileDir = dirname(resolvePath(configPath));
-    }
-  }
-  const inFile = (path: PropertyKey[]): Origin => ({ file: path });
-
-  const policyFlag = flags.policy as string | undefined;
-  const policy = policyFlag ?? (file.policy === undefined ? undefined : resolvePath(fileDir, file.policy));
-  const policyOrigin: Origin = policyFlag !== undefined ? { flag: true } : inFile(['policy']);
-  // A policy key of the wrong shape in the file has been reported already.
-  if (policy === undefined && !(doc && hasKey(doc.data, 'policy'))) {
-    problems.push('--policy: required (the policy file the edge enforces)');
-  }
-
-  const listeners: ListenerOptions[] = [];
-  const listenerOrigins: Origin[] = [];
-  let listenerProblems = false;
-  for (const kind of KINDS) {
-    const fromFlags = flags[kind] as string[] | undefined;
-    const fromFile = file[kind];
-    const texts: Array<{ text: string; origin: Origin }> = fromFlags
-      ? fromFlags.map((text) => ({ text, origin: { flag: true } }))
-      : typeof fromFile === 'string'
-        ? [{ text: fromFile, origin: inFile([kind]) }]
-        : (fromFile ?? []).map((text, i) => ({ text, origin: inFile([kind, i]) }));
-    for (const { text, origin } of texts) {
-      const parsed =
-        kind === 'sni' ? parseSniListen(text) : parseListenAddress(text, EDGE_DEFAULTS.listenerHost);
-      if (typeof parsed !== 'string') {
-        listeners.push({ kind, ...parsed });
-        listenerOrigins.push(origin);
-        continue;
-      }
-      listenerProblems = true;
-      if ('flag' in origin) problems.push(`--${kind} ${text}: ${parsed}`);
-      else placed.push(fileProblem(doc!, { path: origin.file, message: parsed }));
-    }
-  }
-  if (listeners.length === 0 && !listenerProblems) {
-    problems.push('listeners: give at least one of --explicit, --transparent, --sni');
-  }
-
-  let admin: EdgeOptions['admin'];
-  if (!flags.noAdmin) {
-    const fromFlag = flags.admin as string | undefined;
-    const text = fromFlag ?? (file.admin === undefined ? EDGE_DEFAULTS.cliAdmin : file.admin);
-    if (typeof text === 'string') {
-      const parsed = parseListenAddress(text, EDGE_DEFAULTS.adminHost);
-      if (typeof parsed !== 'string') admin = parsed;
-      else if (fromFlag === undefined && file.admin !== undefined) {
-        placed.push(fileProblem(doc!, { path: ['admin'], message: parsed }));
-      } else problems.push(`--admin ${text}: ${parsed}`);
-    }
-  }
-
-  // Flags win key by key inside limits and dns.
-  const limits: Record<string, unknown> = { ...file.limits };
-  const dns: Record<string, unknown> = { ...file.dns };
-  for (const [key, value] of Object.entries(flags)) {
-    if (key.startsWith('limits.')) limits[key.slice('limits.'.length)] = value;
-    if (key.startsWith('dns.')) dns[key.slice('dns.'.length)] = value;
-  }
-
-  const options: EdgeOptions = {
-    policy: policy ?? '',
-    listeners,
-    admin,
-    limits: limits as EdgeLimitsInput,
-    dns: dns as EdgeDnsInput,
-    watch: flags.noWatch ? false : (file.watch ?? true),
-    signals: true,
-  };
-  const debounce = flags.watchDebounce ?? file.watchDebounce;
-  if (debounce !== undefined) options.watchDebounce = debounce as DurationInput;
-
-  const checked = validateEdgeOptions(options);
-  if (!checked.ok) {
-    for (const p of checked.problems) {
-      const [head, second] = p.path;
-      // Already reported in the flags' or the file's own terms.
-      if (head === 'policy' && policy === undefined) continue;
-      if (head === 'listeners' && p.path.length === 1 && listeners.length === 0) continue;
-      const origin: Origin | undefined =
-        head === 'policy'
-          ? policyOrigin
-          : head === 'listeners' && typeof second === 'number'
-            ? listenerOrigins[second]
-            : head === 'limits' || head === 'dns'
-              ? flags[`${head}.${String(second)}`] !== undefined
-                ? { flag: true }
-                : inFile(p.path)
-              : head === 'watchDebounce'
-                ? flags.watchDebounce !== undefined
-                  ? { flag: true }
-                  : inFile(['watchDebounce'])
-                : head === 'admin'
-                  ? flags.admin !== undefined
-                    ? { flag: true }
-                    : inFile(['admin'])
-                  : undefined;
-      if (origin && 'file' in origin && doc) placed.push(fileProblem(doc, p, origin.file));
-      else problems.push(formatOptionProblem(p));
-    }
-  }
-
-  placed.sort((a, b) => a.line - b.line || a.column - b.column);
-  problems.push(...placed.map((p) => formatProblem(p)));
-  if (problems.length > 0) throw new EdgeConfigError(problems, 'edge arguments');
-  return options;
-}
-
-/** Reads argv into flag values keyed by {@link FLAGS}' keys; unknown flags get a "did you mean". */
-function readFlags(argv: readonly string[], problems: string[]): Record<string, unknown> {
-  const flags: Record<string, unknown> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const name = eq > 0 ? arg.slice(0, eq) : arg;
-    const spec = FLAGS[name];
-    if (!spec) {
-      const hint = didYouMean(name, Object.keys(FLAGS));
-      problems.push(
-        `${arg}: unknown ${arg.startsWith('-') ? 'flag' : 'argument'}${hint ? ` (did you mean ${hint}?)` : ''}`,
-      );
-      continue;
-    }
-    if (spec.kind === 'bool') {
-      if (eq > 0) problems.push(`${name}: takes no value`);
-      flags[spec.key] = true;
-      continue;
-    }
-    let value: string | undefined;
-    if (eq > 0) value = arg.slice(eq + 1);
-    else {
-      value = argv[i + 1];
-      if (value === undefined || value.startsWith('--')) {
-        problems.push(`${name}: needs a value`);
-        continue;
-      }
-      i++;
-    }
-    if (spec.kind === 'list') flags[spec.key] = [...((flags[spec.key] as string[] | undefined) ?? []), value];
-    else if (flags[spec.key] !== undefined) problems.push(`${name}: given twice`);
-    else flags[spec.key] = value;
-  }
-  return flags;
-}
-
-/** Reads and parses the config file; on failure, records why and returns undefined. */
-function readConfig(path: string, problems: string[], placed: ConfigProblem[]): ConfigDocument | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    problems.push(
-      `${path}: cannot read the config file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-    );
-    return undefined;
-  }
-  try {
-    return readConfigDocument(text, path);
-  } catch (error) {
-    if (!(error instanceof ConfigFileError)) throw error;
-    placed.push(...error.problems);
-    return undefined;
-  }
-}
-
-/** A problem at a place in the config file (`where`, a path into it; default the problem's own path). */
-function fileProblem(
-  doc: ConfigDocument,
-  p: Pick<OptionProblem, 'message' | 'unknownKey'> & { path: readonly PropertyKey[] },
-  where: readonly PropertyKey[] = p.path,
-): ConfigProblem {
-  return {
-    file: doc.file,
-    path: formatPath(p.path),
-    message: p.message,
-    ...doc.positionOf(where, p.unknownKey === true),
-  };
-}
-
-function hasKey(data: unknown, key: string): boolean {
-  return typeof data === 'object' && data !== null && Object.hasOwn(data, key);
 }

@@ -22,6 +22,11 @@ export class Connection {
   abortReason: string | undefined;
   /** For plaintext HTTP: true between requests (nothing in flight), so drain may close it at once. */
   idle = false;
+  /**
+   * The service the client's proxy credentials named (explicit proxy with `proxyAuth`); it wins over the
+   * source address. Set once, from the first request head, for the life of the connection.
+   */
+  identity: string | undefined;
   /** Resolves when the client socket has closed. */
   readonly closed: Promise<void>;
 
@@ -42,6 +47,11 @@ export class Connection {
         resolve();
       });
     });
+  }
+
+  /** The service whose section decides this connection's flows: its credentials', else its source's. */
+  serviceIn(policy: { serviceForAddress(address: string): string | undefined }): string | undefined {
+    return this.identity ?? policy.serviceForAddress(this.source);
   }
 
   /** Tracks an upstream socket until it closes. */

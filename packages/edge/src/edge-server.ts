@@ -15,11 +15,12 @@ import {
   refineDecision,
 } from '@egress-guard/policy';
 import type { Registry } from 'prom-client';
-import { AdminServer } from './admin-server.js';
+import { AdminServer, registrySource } from './admin-server.js';
 import { canonicalAddress, ResolverCache, resolverFromLookup } from './claims.js';
 import type { EdgeLimits, ListenerKind, ListenerOptions, ResolvedEdgeOptions } from './config.js';
 import { Connection } from './connection.js';
-import { httpError } from './flow.js';
+import { type BoundDnsListener, DnsService } from './dns/dns-service.js';
+import { httpError } from './replies.js';
 import { FlowRecord } from './flow-record.js';
 import { HttpForwarder } from './http-forwarder.js';
 import { ConnectionLimiter, isRefusal, type LimitRefusal } from './limits.js';
@@ -28,6 +29,8 @@ import { handleSniRouted } from './listeners/sni-routed.js';
 import { handleTransparent } from './listeners/transparent.js';
 import { EdgeMetrics } from './metrics.js';
 import { PolicyWatcher } from './policy-watcher.js';
+import { ProxyAuth } from './proxy-auth/index.js';
+import { SystemResolver } from './resolver.js';
 import type { EdgeRuntime } from './runtime.js';
 
 /** A listener as bound (with the real port when 0 was asked for). */
@@ -56,6 +59,9 @@ export interface EdgeStats {
 
 type ResolvedListener = ResolvedEdgeOptions['listeners'][number];
 
+/** `single`: the whole edge in this process. `worker`: one of several, under a primary (workers/). */
+export type EdgeRole = 'single' | 'worker';
+
 /**
  * Runs the listeners of one edge. Build it with `startEdge(options)`; `start()` binds the listeners,
  * `reload()` swaps the policy (flows in flight keep theirs), `drain()` stops accepting and waits for
@@ -64,9 +70,14 @@ type ResolvedListener = ResolvedEdgeOptions['listeners'][number];
 export class EdgeServer implements EdgeRuntime {
   readonly limits: EdgeLimits;
   readonly resolver: ResolverCache;
+  /** The built-in resolver (hosts file, DNS, TTL cache); undefined with a custom `resolver` or `lookup`. */
+  private readonly names: SystemResolver | undefined;
+  readonly proxyAuth: ProxyAuth | undefined;
   readonly metrics: EdgeMetrics;
   readonly events: EventEmitter;
   readonly http: HttpForwarder;
+  /** The DNS guard, when `dns.listen` names listeners (single-process edges only). */
+  readonly dns: DnsService | undefined;
   private current: Policy;
   private readonly file: string | undefined;
   private readonly limiter: ConnectionLimiter;
@@ -91,10 +102,12 @@ export class EdgeServer implements EdgeRuntime {
   /**
    * @param options Validated options (`resolveEdgeOptions`).
    * @param policy The policy loaded from `options.policy`.
+   * @param role `worker` in a worker process: the primary announces policies, so this server does not.
    */
   constructor(
     private readonly options: ResolvedEdgeOptions,
     policy: Policy,
+    private readonly role: EdgeRole = 'single',
   ) {
     this.current = policy;
     this.file = typeof options.policy === 'string' ? options.policy : undefined;
@@ -107,8 +120,27 @@ export class EdgeServer implements EdgeRuntime {
       options.events ?? createEventEmitter({ logger: options.logger, destination: options.destination });
     this.metrics = new EdgeMetrics(options.registry, options.defaultMetrics);
     this.metrics.setPolicy(policy.hash);
+    this.dns =
+      options.dns.listen.length > 0 && this.role === 'single'
+        ? new DnsService(options.dns, this.metrics.registry, () => this.current, this.events, () =>
+            this.nextId(),
+          )
+        : undefined;
+    // Read at construction: a secrets file that cannot be used stops the edge before it listens.
+    this.proxyAuth = options.proxyAuth ? new ProxyAuth(options.proxyAuth) : undefined;
+    this.names =
+      options.resolver || options.lookup
+        ? undefined
+        : new SystemResolver({
+            servers: options.dns.servers,
+            hostsFile: options.dns.hostsFile,
+            timeoutMs: options.dns.timeout,
+            maxAnswers: options.dns.maxNames * 2,
+            maxTtlMs: options.dns.maxRetention,
+          });
     this.resolver = new ResolverCache({
-      resolver: options.resolver ?? (options.lookup ? resolverFromLookup(options.lookup) : undefined),
+      bindings: this.dns?.bindings,
+      resolver: options.resolver ?? (options.lookup ? resolverFromLookup(options.lookup) : this.names),
       servers: options.dns.servers,
       minRetentionMs: options.dns.minRetention,
       maxRetentionMs: options.dns.maxRetention,
@@ -137,6 +169,11 @@ export class EdgeServer implements EdgeRuntime {
   /** The listeners as bound, in the order given. */
   get listeners(): BoundListener[] {
     return this.servers.map((s) => ({ ...s.bound }));
+  }
+
+  /** The DNS guard's listeners as bound (UDP and TCP on each port). */
+  get dnsListeners(): BoundDnsListener[] {
+    return this.dns?.bound ?? [];
   }
 
   /** The admin server's address, when one runs. */
@@ -171,9 +208,10 @@ export class EdgeServer implements EdgeRuntime {
     this.started = true;
     try {
       for (const l of listeners) await this.listen(l as ResolvedListener);
+      await this.dns?.start();
       if (this.options.admin) {
         this.admin = new AdminServer(
-          this.metrics.registry,
+          registrySource(this.metrics.registry),
           () => this.started && !this.drainingNow && !this.closing,
         );
         this.adminBound = await this.admin.listen(this.options.admin.host, this.options.admin.port);
@@ -188,7 +226,7 @@ export class EdgeServer implements EdgeRuntime {
       });
     }
     if (this.options.signals) this.installSignals();
-    this.emitPolicy('egress.policy.loaded', undefined, this.current);
+    if (this.role === 'single') this.emitPolicy('egress.policy.loaded', undefined, this.current);
   }
 
   /**
@@ -204,6 +242,9 @@ export class EdgeServer implements EdgeRuntime {
   }
 
   private async reloadNow(next?: Policy): Promise<boolean> {
+    // A reload is when an operator expects the edge to look again: DNS answers and the hosts file too.
+    this.names?.clear();
+    this.reloadProxyAuth();
     let candidate = next;
     if (!candidate) {
       if (!this.file)
@@ -236,7 +277,7 @@ export class EdgeServer implements EdgeRuntime {
     this.current = candidate;
     this.metrics.setPolicy(candidate.hash);
     this.metrics.reloads.inc({ result: 'reloaded' });
-    this.emitPolicy('egress.policy.reloaded', previous, candidate);
+    if (this.role === 'single') this.emitPolicy('egress.policy.reloaded', previous, candidate);
     return true;
   }
 
@@ -296,6 +337,7 @@ export class EdgeServer implements EdgeRuntime {
     await Promise.all([...this.connections].map((c) => c.closed));
     await Promise.all(listenersClosed);
     this.http.close();
+    await this.dns?.close();
     await this.admin?.close();
     await this.events.flush();
   }
@@ -356,11 +398,12 @@ export class EdgeServer implements EdgeRuntime {
     }
     const conn = new Connection(socket, l.kind, bound.port, this.limits.helloTimeout, slot);
     this.connections.add(conn);
-    this.metrics.accepted.inc({ listener: l.kind });
-    this.metrics.active.inc({ listener: l.kind });
+    const counts = this.metrics.forListener(l.kind);
+    counts.accepted.inc();
+    counts.active.inc();
     void conn.closed.then(() => {
       this.connections.delete(conn);
-      this.metrics.active.dec({ listener: l.kind });
+      counts.active.dec();
       if (this.connections.size === 0) {
         for (const wake of this.emptyWaiters.splice(0)) wake();
       }
@@ -385,7 +428,7 @@ export class EdgeServer implements EdgeRuntime {
     refusal: LimitRefusal,
   ): void {
     this.limitedCount++;
-    this.metrics.accepted.inc({ listener: l.kind });
+    this.metrics.forListener(l.kind).accepted.inc();
     this.metrics.limited.inc({ listener: l.kind, scope: refusal.scope });
     const source = canonicalSource(socket.remoteAddress ?? 'unknown');
     const flow = new FlowRecord(this.nextId(), l.kind, source, this.events, this.metrics);
@@ -407,6 +450,23 @@ export class EdgeServer implements EdgeRuntime {
 
   private nextId(): string {
     return `edge-${this.idPrefix}-${++this.sequence}`;
+  }
+
+  /**
+   * Reads the proxy credentials again with the policy. A file that cannot be used keeps the credentials in
+   * force and writes `egress.policy.rejected` naming the secrets file (its problems never quote a token).
+   */
+  private reloadProxyAuth(): void {
+    const result = this.proxyAuth?.reload();
+    if (!result || result.ok) return;
+    this.events.emit({
+      'event.name': 'egress.policy.rejected',
+      'egress.schema': 1,
+      'egress.source': 'edge',
+      'egress.policy.hash': this.current.hash,
+      'egress.policy.file': this.proxyAuth!.file,
+      'egress.policy.problems': [...result.problems],
+    });
   }
 
   private emitPolicy(

@@ -57,6 +57,8 @@ export class FlowRecord {
   /** Bytes read from the upstream. */
   received = 0;
   private completed = false;
+  /** True while {@link FlowRecord.decision} is held, not yet written. */
+  private held = false;
 
   constructor(
     readonly id: string,
@@ -72,9 +74,25 @@ export class FlowRecord {
     return this.completed;
   }
 
-  /** Writes the decision event. Only the first call writes; later ones are ignored. */
-  decide(decision: Decision): void {
+  /**
+   * Holds `decision` as the flow's decision without writing it yet: a flow whose upstream's first answer
+   * is still to be checked (the ServerHello's version, the second ClientHello, the SSH banner) may still be
+   * refused, and its one decision event must then say so. The next {@link FlowRecord.decide} (with the
+   * final decision) or {@link FlowRecord.complete} writes it.
+   */
+  hold(decision: Decision): void {
     if (this.decision) return;
+    this.decision = decision;
+    this.held = true;
+  }
+
+  /**
+   * Writes the decision event. Only the first call writes; later ones are ignored, except that a held
+   * decision is replaced by the one given.
+   */
+  decide(decision: Decision): void {
+    if (this.decision && !this.held) return;
+    this.held = false;
     this.decision = decision;
     const f = this.facts;
     const event: DecisionEvent = {
@@ -101,7 +119,7 @@ export class FlowRecord {
     };
     if (decision.result !== 'allowed') event['egress.message'] = decision.message;
     this.events.emit(event);
-    this.metrics.decisions.inc({ listener: this.listener, result: decision.result, reason: decision.reason });
+    this.metrics.forListener(this.listener).decided(decision.result, decision.reason);
   }
 
   /**
@@ -110,6 +128,7 @@ export class FlowRecord {
    */
   complete(outcome: FlowOutcome, closeReason: string, errorType?: string): void {
     if (this.completed) return;
+    if (this.held && this.decision) this.decide(this.decision);
     this.completed = true;
     const d = this.decision;
     const f = this.facts;
@@ -142,10 +161,8 @@ export class FlowRecord {
       'tls.client.server_name': f.serverName,
     };
     this.events.emit(event);
-    this.metrics.closed.inc({ listener: this.listener, outcome, close_reason: closeReason });
-    this.metrics.duration.observe({ listener: this.listener, outcome }, durationMs / 1000);
-    if (this.sent > 0) this.metrics.bytes.inc({ listener: this.listener, direction: 'sent' }, this.sent);
-    if (this.received > 0)
-      this.metrics.bytes.inc({ listener: this.listener, direction: 'received' }, this.received);
+    this.metrics
+      .forListener(this.listener)
+      .closed(outcome, closeReason, durationMs / 1000, this.sent, this.received);
   }
 }

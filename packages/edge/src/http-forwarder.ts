@@ -14,21 +14,14 @@ import type { Connection } from './connection.js';
 
 import { Checks, type DestinationQuery, resolveDestination } from './destination.js';
 import { DialError, dial } from './dialer.js';
-import { closeGently, httpError, splice } from './flow.js';
 import type { FlowRecord } from './flow-record.js';
+import type { HttpContext, PlainHttpServer } from './http-context.js';
+import { closeGently, httpError } from './replies.js';
 import type { EdgeRuntime } from './runtime.js';
 import { type HttpHeadParse, parseHttpHead } from './sniff/index.js';
+import { splice } from './splice.js';
 
-/** What the listener knows about where a plaintext HTTP connection goes. */
-export type HttpContext =
-  /** Explicit proxy: each request names its target in absolute form (`GET http://host:port/path`). */
-  | { kind: 'explicit' }
-  /** Inside a CONNECT tunnel: the Host header must name the CONNECT host. */
-  | { kind: 'connect'; host: string; port: number }
-  /** Transparent: the Host header must resolve to the original destination. */
-  | { kind: 'original'; address: string; port: number }
-  /** SNI-routed listener: routed by the Host header to `port`. */
-  | { kind: 'sni'; port: number };
+export type { HttpContext } from './http-context.js';
 
 /** Called for a CONNECT request on an explicit-proxy connection that already carried plaintext requests. */
 export type ConnectHandler = (conn: Connection, authority: string, head: Buffer) => void;
@@ -67,7 +60,7 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** Forwards plaintext HTTP for all listeners of one edge server. */
-export class HttpForwarder {
+export class HttpForwarder implements PlainHttpServer {
   private readonly server: http.Server;
   private readonly entries = new WeakMap<net.Socket, Entry>();
   private connectHandler: ConnectHandler | undefined;
@@ -141,7 +134,7 @@ export class HttpForwarder {
     conn.idle = false;
     const flow = rt.newFlow(conn);
     const policy = rt.policy;
-    const service = policy.serviceForAddress(conn.source);
+    const service = conn.serviceIn(policy);
     const deny = (d: Decision, status = 403) => {
       flow.decide(d);
       flow.complete('denied', d.reason);
@@ -164,7 +157,7 @@ export class HttpForwarder {
       );
     }
     const target = requestTarget(ctx, head);
-    const plan = await this.plan(rt, policy, flow, service, ctx, head, target, 'http');
+    const plan = await this.plan(rt, policy, flow, (p) => conn.serviceIn(p), ctx, head, target, 'http');
     if (plan.status === 'denied') return deny(plan.decision, plan.httpStatus);
     if (plan.status === 'unresolved') {
       flow.decide(plan.decision);
@@ -279,7 +272,7 @@ export class HttpForwarder {
     const { conn, ctx } = entry;
     const flow = rt.newFlow(conn);
     const policy = rt.policy;
-    const service = policy.serviceForAddress(conn.source);
+    const service = conn.serviceIn(policy);
     const deny = (d: Decision, status = 403) => {
       flow.decide(d);
       closeGently(socket, httpError(status, d.reason, d.message));
@@ -299,7 +292,7 @@ export class HttpForwarder {
       );
     }
     const target = requestTarget(ctx, parsed);
-    const plan = await this.plan(rt, policy, flow, service, ctx, parsed, target, 'ws');
+    const plan = await this.plan(rt, policy, flow, (p) => conn.serviceIn(p), ctx, parsed, target, 'ws');
     if (plan.status === 'denied') return deny(plan.decision, plan.httpStatus);
     if (plan.status === 'unresolved') {
       flow.decide(plan.decision);
@@ -355,7 +348,7 @@ export class HttpForwarder {
           ? 'hello_timeout'
           : 'protocol_not_allowed';
     const flow = rt.newFlow(entry.conn);
-    const service = rt.policy.serviceForAddress(entry.conn.source);
+    const service = entry.conn.serviceIn(rt.policy);
     const base = blankDecision(rt.policy, service, 'port' in entry.ctx ? entry.ctx.port : 80);
     const d = refineDecision(base, reason, `the request could not be read: ${err.code ?? err.message}`, true);
     flow.decide(d);
@@ -369,7 +362,8 @@ export class HttpForwarder {
     rt: EdgeRuntime,
     policy: Policy,
     flow: FlowRecord,
-    service: string | undefined,
+    /** The service of the connection under a policy (its credentials', else its source's). */
+    serviceIn: (policy: Policy) => string | undefined,
     ctx: HttpContext,
     head: OkHead,
     target: RequestTarget,
@@ -379,6 +373,7 @@ export class HttpForwarder {
     | { status: 'unresolved'; decision: Decision }
     | { status: 'ok'; decision: Decision; dial: string[] }
   > {
+    const service = serviceIn(policy);
     const now = Date.now();
     const path = target.pathWithQuery.split('?')[0] ?? '/';
     const method = head.method;
@@ -416,6 +411,11 @@ export class HttpForwarder {
     if (checks.fail(decision)) return denied();
     const q: DestinationQuery = { ...dest, name, literal, original };
     const result = await resolveDestination(rt, policy, q, checks);
+    if (rt.policy !== policy) {
+      // A reload landed while the name was being resolved: decide again under the policy now in force.
+      const next = rt.policy;
+      return this.plan(rt, next, flow, serviceIn, ctx, head, target, scheme);
+    }
     if (checks.denied) return denied();
     if (result.status === 'nothing') {
       checks.fail(refineDecision(decision, 'sni_missing', 'the request names no host to route by', true));

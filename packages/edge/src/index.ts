@@ -9,6 +9,7 @@ import { loadPolicyFile, type Policy } from '@egress-guard/policy';
 import { type EdgeOptions, resolveEdgeOptions } from './config.js';
 import { EdgeServer } from './edge-server.js';
 
+export { ADMIN_LIMITS } from './admin-server.js';
 export {
   type DnsAnswer,
   type EdgeResolver,
@@ -19,21 +20,39 @@ export {
 export {
   type DurationInput,
   EDGE_DEFAULTS,
-  EDGE_USAGE,
   EdgeConfigError,
   type EdgeDns,
   type EdgeDnsInput,
   type EdgeLimits,
   type EdgeLimitsInput,
   type EdgeOptions,
+  formatOptionPath,
+  formatOptionProblem,
   type ListenerKind,
   type ListenerOptions,
+  type OptionProblem,
   type OriginalDestinationReader,
-  parseEdgeArgs,
+  parseListenAddress,
+  parseSniListen,
   type ResolvedEdgeOptions,
   resolveEdgeOptions,
+  validateEdgeOptions,
 } from './config.js';
-export { ConfigFileError, parseConfigText } from './config-file.js';
+export {
+  type ConfigDocument,
+  ConfigFileError,
+  type ConfigProblem,
+  type EdgeConfigFile,
+  type EdgeFileSettings,
+  parseConfigText,
+  problemInFile,
+  readConfigDocument,
+  readEdgeConfigFile,
+} from './config-file.js';
+export { type AddressBindings, DnsBindings, type DnsBindingsOptions } from './dns/bindings.js';
+export type { DnsRefusal } from './dns/dns-guard.js';
+export { DNS_METRIC_NAMES } from './dns/dns-metrics.js';
+export type { BoundDnsListener } from './dns/dns-service.js';
 export { type BoundListener, EdgeServer, type EdgeStats } from './edge-server.js';
 export { type EdgeCompletionEvent, type FlowOutcome, HOOKS } from './flow-record.js';
 export { METRIC_NAMES } from './metrics.js';
@@ -42,6 +61,14 @@ export {
   originalDestination,
   supportsOriginalDestination,
 } from './original-destination.js';
+export {
+  EdgeWorkers,
+  type EdgeWorkersStats,
+  startEdgeWorkers,
+  WORKER_LIMITS,
+  WORKER_METRIC_NAMES,
+  workerOptionProblems,
+} from './workers/edge-workers.js';
 
 /**
  * Validates `options`, loads the policy (a path is read now and watched unless `watch: false`), binds

@@ -7,8 +7,9 @@ import type { ResolverCache } from './claims.js';
 import type { EdgeLimits } from './config.js';
 import type { Connection } from './connection.js';
 import type { FlowRecord } from './flow-record.js';
-import type { HttpForwarder } from './http-forwarder.js';
+import type { PlainHttpServer } from './http-context.js';
 import type { EdgeMetrics } from './metrics.js';
+import type { ProxyAuth } from './proxy-auth/index.js';
 
 /** Services a listener needs from the edge server. */
 export interface EdgeRuntime {
@@ -20,7 +21,9 @@ export interface EdgeRuntime {
   readonly events: EventEmitter;
   /** True once drain or close began: plaintext keep-alive connections are closed after their response. */
   readonly draining: boolean;
-  readonly http: HttpForwarder;
+  readonly http: PlainHttpServer;
+  /** The explicit proxy's service credentials, when `proxyAuth` is configured: then they are required. */
+  readonly proxyAuth: ProxyAuth | undefined;
   /** A new flow record (id, listener, source) for a flow on `conn`. */
   newFlow(conn: Connection): FlowRecord;
 }

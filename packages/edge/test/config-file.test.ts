@@ -17,28 +17,45 @@ function syntaxError(text: string, file = 'edge.yaml'): ConfigFileError {
 }
 
 describe('parseConfigText', () => {
-  it('reads the whole of YAML: anchors, lists of mappings, flow mappings, block scalars, tags', () => {
+  it('reads plain YAML: nested and flow mappings, lists (of mappings too), quotes, comments', () => {
     expect(
-      parseConfigText(`defaults: &d {helloTimeout: 3s}
-limits:
-  <<: *d
+      parseConfigText(`limits:
+  helloTimeout: 3s # a comment
   maxConnections: 0x10
+dns: {servers: [10.0.0.2, "10.0.0.3:53"]}
 listeners:
   - kind: sni
     port: 8443
+quoted: '3128'
+`),
+    ).toEqual({
+      limits: { helloTimeout: '3s', maxConnections: 16 },
+      dns: { servers: ['10.0.0.2', '10.0.0.3:53'] },
+      listeners: [{ kind: 'sni', port: 8443 }],
+      quoted: '3128',
+    });
+  });
+
+  it('refuses anchors, aliases, tags and multi-line strings, each at its place (docs/edge.md)', () => {
+    const error = syntaxError(`defaults: &d {helloTimeout: 3s}
+limits: *d
+port: !!str 3128
 note: |
   two
   lines
-quoted: !!str 3128
-`),
-    ).toEqual({
-      defaults: { helloTimeout: '3s' },
-      // YAML 1.2 has no merge keys: `<<` is an ordinary key (and the edge would name it as unknown).
-      limits: { '<<': { helloTimeout: '3s' }, maxConnections: 16 },
-      listeners: [{ kind: 'sni', port: 8443 }],
-      note: 'two\nlines\n',
-      quoted: '3128',
-    });
+folded: "one
+  two"
+`);
+    expect(error.problems.map((p) => [p.line, p.column, p.message, p.hint])).toEqual([
+      [1, 11, 'anchor &d is not accepted', 'write the value out where it is used'],
+      [2, 9, 'alias *d is not accepted', 'write the value out where it is used'],
+      [3, 7, 'tag !!str is not accepted', 'quote the value to make it text'],
+      [4, 7, 'multi-line strings (| and >) are not accepted', 'write the value on one line'],
+      [7, 9, 'a value that spans lines is not accepted', 'write the value on one line'],
+    ]);
+    expect(error.message.split('\n')[0]).toBe(
+      'edge.yaml:1:11 anchor &d is not accepted (write the value out where it is used)',
+    );
   });
 
   it('reads JSON, and YAML plain scalars as YAML 1.2 does', () => {
@@ -86,7 +103,7 @@ quoted: !!str 3128
     expect(() => parseConfigText('{"a": 1,, "b": 2}', 'edge.json')).toThrow(/^edge\.json:1:\d+ /);
   });
 
-  it('limits aliases, so a small file cannot expand into a huge one', () => {
+  it('refuses aliases, so a small file cannot expand into a huge one', () => {
     const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
     for (let i = 0; i < 6; i++) {
       const prev = String.fromCharCode(97 + i);

@@ -35,6 +35,8 @@ export interface CompiledRule {
   methods: ReadonlySet<string> | undefined;
   paths: readonly Matcher[] | undefined;
   settings: RuleDefaults;
+  /** Allow rules: the DNS query types its names may be asked for (`dns.types`); undefined: the default set. */
+  dnsTypes: ReadonlySet<string> | undefined;
   /** The canonical form, for the policy hash and diffs. */
   canonical: Record<string, unknown>;
 }
@@ -73,6 +75,7 @@ export function compileRule(
   });
 
   let settings = defaults;
+  const dnsTypes = kind === 'allow' ? (doc as AllowRuleDocument).dns?.types : undefined;
   if (kind === 'allow') {
     const a = doc as AllowRuleDocument;
     settings = {
@@ -99,6 +102,8 @@ export function compileRule(
     methods: methods ? [...methods].sort() : 'any',
     paths: doc.paths ?? 'any',
     ...(kind === 'allow' ? { settings } : {}),
+    // Only when written, so that the hash of every policy without a dns key stays what it was.
+    ...(dnsTypes ? { dns: { types: [...new Set(dnsTypes)].sort() } } : {}),
   };
   return {
     order,
@@ -112,6 +117,7 @@ export function compileRule(
     methods,
     paths,
     settings,
+    dnsTypes: dnsTypes ? new Set(dnsTypes) : undefined,
     canonical,
   };
 }

@@ -115,10 +115,14 @@ export interface PolicyProblem {
   column: number;
 }
 
-/** Formats a problem as `file:line:column path: message (hint)`. */
+/**
+ * Formats a problem as `file:line:column path: message (hint)`. A problem without a known place (line 0)
+ * gets none rather than a made-up `0:0`: `file path: message`, or `file: message`.
+ */
 export function formatProblem(p: PolicyProblem): string {
-  const where = `${p.file ?? '<policy>'}:${p.line}:${p.column}`;
-  const at = p.path ? ` ${p.path}:` : '';
+  const file = p.file ?? '<policy>';
+  const where = p.line > 0 ? `${file}:${p.line}:${p.column}` : file;
+  const at = p.path ? ` ${p.path}:` : p.line > 0 ? '' : ':';
   return `${where}${at} ${p.message}${p.hint ? ` (${p.hint})` : ''}`;
 }
 

@@ -275,8 +275,100 @@ export const summaryEventSchema = z
       'Summary mode: the allowed traffic of one rule, origin and outcome over one interval (count, bytes, duration quantiles).',
   });
 
+/** Edge DNS guard: one per question. */
+export const dnsEventSchema = z
+  .strictObject({
+    'event.name': d(z.literal('egress.dns'), 'OpenTelemetry event.name.'),
+    ...base,
+    'egress.id': d(z.string().min(1), 'Identifies the question (one event per question).'),
+    'egress.decision': d(
+      z.enum(['allowed', 'denied', 'reported']),
+      'allowed (forwarded); denied (answered REFUSED or NXDOMAIN without reaching the upstream, or an answer refused); reported (report mode: forwarded, would have been denied).',
+    ),
+    'egress.reason': d(
+      z.enum(REASON_CODES),
+      'Stable reason code: allowed, host_not_allowed, dns_type_not_allowed, explicit_deny, private_address (an answer), invalid_destination, upstream_unreachable, timeout.',
+    ),
+    'egress.rule': rule.optional(),
+    'egress.mode': d(z.enum(['enforce', 'report']), 'Mode in force at the decision.'),
+    'egress.policy.hash': d(hex64, 'sha256 (hex) of the canonical policy that decided.'),
+    'egress.hook': hook,
+    'egress.message': d(
+      z.string(),
+      'For people, on denials and reports: what was denied, why, and how to allow it.',
+    ).optional(),
+    'dns.question.name': d(
+      z.string(),
+      'OpenTelemetry dns.question.name: the name asked, lower case, without the trailing dot.',
+    ),
+    'egress.dns.type': d(z.string().min(1), 'The query type: A, AAAA, HTTPS, TXT, ... or TYPEnnn.'),
+    'egress.dns.rcode': d(
+      z.string().min(1),
+      'The response code the client got: NOERROR, NXDOMAIN, REFUSED, SERVFAIL, FORMERR, ...',
+    ),
+    'egress.dns.answer_count': d(count, 'Records in the answer section the client got.'),
+    'dns.answers': d(
+      z.array(z.string()),
+      'OpenTelemetry dns.answers: the addresses (A and AAAA records) the client got.',
+    ).optional(),
+    'network.transport': d(z.enum(['udp', 'tcp']), 'OpenTelemetry network.transport: udp or tcp.'),
+    'client.address': clientAddress.optional(),
+    'egress.duration_ms': d(z.number().min(0), 'From the question to the answer, in milliseconds.'),
+    'egress.dns.label_max_length': d(
+      count,
+      'Refused questions: the longest label of the name in bytes (data encoded in names makes long labels).',
+    ).optional(),
+    'egress.dns.entropy': d(
+      z.number().min(0),
+      'Refused questions: Shannon entropy of the characters below the parent domain, in bits per character.',
+    ).optional(),
+    'egress.dns.parent': d(
+      z.string(),
+      'Refused questions: the parent domain the signals are counted under (the last two labels).',
+    ).optional(),
+    'egress.dns.parent_distinct_names': d(
+      count,
+      'Refused questions: distinct names asked under that parent within the window (a tunnel asks many).',
+    ).optional(),
+  })
+  .register(registry, {
+    id: 'DnsEvent',
+    description:
+      'Edge DNS guard: one DNS question, what was decided, the answer the client got and, when refused, exfiltration signals.',
+  });
+
+/** Edge workers: a worker process ended while the edge was running, and was replaced. */
+export const workerEventSchema = z
+  .strictObject({
+    'event.name': d(z.literal('egress.worker.exited'), 'OpenTelemetry event.name.'),
+    ...base,
+    'egress.worker.id': d(
+      z.number().int().min(1),
+      'The worker, as numbered by the primary (node:cluster worker id; a replacement gets a new one).',
+    ),
+    'process.pid': d(z.number().int().min(1), 'OpenTelemetry process.pid: the process that ended.'),
+    'process.exit.code': d(
+      z.number().int(),
+      'OpenTelemetry process.exit.code, when it exited rather than being killed by a signal.',
+    ).optional(),
+    'egress.worker.signal': d(z.string(), 'The signal that ended it (SIGKILL, SIGSEGV, ...), if one did.').optional(),
+    'egress.worker.uptime_ms': d(z.number().min(0), 'How long it ran, in milliseconds.'),
+    'egress.worker.replaced_in_ms': d(
+      z.number().min(0),
+      'Delay before its replacement is started: 0, or longer when workers keep dying soon after they start.',
+    ),
+    'egress.policy.hash': d(hex64, 'sha256 of the policy in force (the replacement runs it).'),
+  })
+  .register(registry, {
+    id: 'WorkerEvent',
+    description:
+      'Edge with workers: a worker process ended unexpectedly (its flows ended with it) and a replacement is started.',
+  });
+
 /** Any audit event. */
 export const egressEventSchema = z.discriminatedUnion('event.name', [
+  workerEventSchema,
+  dnsEventSchema,
   decisionEventSchema,
   completionEventSchema,
   policyEventSchema,

@@ -155,7 +155,68 @@ export interface SummaryEvent extends BaseEvent {
   'egress.summary.duration_max_ms': number;
 }
 
+/**
+ * Edge DNS guard: one per question (a query the guard could read), with what was decided, what the client
+ * was answered, and on refused questions the DNS exfiltration signals a SIEM can alert on.
+ */
+export interface DnsEvent extends BaseEvent {
+  'event.name': 'egress.dns';
+  'egress.id': string;
+  'egress.decision': Decision['result'];
+  'egress.reason': ReasonCode;
+  'egress.rule'?: string | undefined;
+  'egress.mode': Mode;
+  'egress.policy.hash': string;
+  /** `edge.dns`. */
+  'egress.hook': string;
+  'egress.message'?: string | undefined;
+  /** OpenTelemetry dns.question.name: the name asked, lower case, without the trailing dot. */
+  'dns.question.name': string;
+  /** The query type (`A`, `AAAA`, `HTTPS`, `TXT`, `TYPE123`). */
+  'egress.dns.type': string;
+  /** The response code the client got (`NOERROR`, `NXDOMAIN`, `REFUSED`, `SERVFAIL`, ...). */
+  'egress.dns.rcode': string;
+  /** Records in the answer section the client got. */
+  'egress.dns.answer_count': number;
+  /** OpenTelemetry dns.answers: the addresses the client got (A and AAAA records). */
+  'dns.answers'?: string[] | undefined;
+  /** OpenTelemetry network.transport: `udp` or `tcp`. */
+  'network.transport': 'udp' | 'tcp';
+  'client.address'?: string | undefined;
+  /** Time from the question to the answer, in milliseconds. */
+  'egress.duration_ms': number;
+  /** Refused questions: the longest label of the name, in bytes. */
+  'egress.dns.label_max_length'?: number | undefined;
+  /** Refused questions: Shannon entropy of the name's characters below its parent, bits per character. */
+  'egress.dns.entropy'?: number | undefined;
+  /** Refused questions: the parent domain the signals are counted under (its last two labels). */
+  'egress.dns.parent'?: string | undefined;
+  /** Refused questions: distinct names asked under that parent in the guard's window. */
+  'egress.dns.parent_distinct_names'?: number | undefined;
+}
+
+/**
+ * Edge with workers (`--workers N`): a worker process ended while the edge ran (crash, kill, out of
+ * memory); the primary starts a replacement. The flows it held ended with it.
+ */
+export interface WorkerExitEvent extends BaseEvent {
+  'event.name': 'egress.worker.exited';
+  /** node:cluster's id of the worker (a replacement gets a new one). */
+  'egress.worker.id': number;
+  'process.pid': number;
+  /** Its exit code, when it exited rather than being killed by a signal. */
+  'process.exit.code'?: number | undefined;
+  /** The signal that ended it, if one did. */
+  'egress.worker.signal'?: string | undefined;
+  'egress.worker.uptime_ms': number;
+  /** Delay before the replacement starts (backoff when workers keep dying right after start). */
+  'egress.worker.replaced_in_ms': number;
+  'egress.policy.hash': string;
+}
+
 export type EgressEvent =
+  | WorkerExitEvent
+  | DnsEvent
   | DecisionEvent
   | CompletionEvent
   | PolicyEvent

@@ -351,9 +351,11 @@ function ocsfOf(event: EgressEvent) {
 function isWarning(event: EgressEvent): boolean {
   switch (event['event.name']) {
     case 'egress.decision':
+    case 'egress.dns':
       return event['egress.decision'] !== 'allowed';
     case 'egress.policy.rejected':
     case 'egress.events.dropped':
+    case 'egress.worker.exited':
       return true;
     case 'egress.breaker.state':
       return event['egress.breaker.state'] === 'open';
@@ -368,6 +370,11 @@ function messageOf(event: EgressEvent): string {
       return event['egress.message'] ?? `egress ${event['egress.decision']}: ${event['egress.reason']}`;
     case 'egress.completion':
       return `egress completed: ${event['egress.outcome']}`;
+    case 'egress.dns':
+      return (
+        event['egress.message'] ??
+        `egress dns ${event['egress.decision']}: ${event['dns.question.name']} ${event['egress.dns.type']} ${event['egress.dns.rcode']}`
+      );
     case 'egress.breaker.state':
       return `egress breaker ${event['egress.breaker.state']}: ${event['egress.breaker.key']}`;
     case 'egress.events.dropped':

@@ -25,6 +25,7 @@ export {
   breakerEventSchema,
   completionEventSchema,
   decisionEventSchema,
+  dnsEventSchema,
   droppedEventSchema,
   EVENT_SCHEMA_ID,
   egressEventSchema,
@@ -38,6 +39,7 @@ export * from './events.js';
 export { normaliseHostName, type ParsedHost, parseHost } from './host-name.js';
 export { compileHostPattern, type HostPattern, hostPatternMatches } from './host-pattern.js';
 export { policyJsonSchema } from './json-schema.js';
+export { PUBLIC_DOH_HOSTS, publicDohHostsAllowedBy } from './public-doh.js';
 export {
   OCSF_CLASSES,
   OCSF_VERSION,

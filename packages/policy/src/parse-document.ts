@@ -99,7 +99,7 @@ function objectKind(path: readonly PropertyKey[]): keyof typeof KNOWN_KEYS {
   if (path.length === 0) return 'policy';
   if (typeof last === 'number') return path.at(-2) === 'deny' ? 'deny' : 'allow';
   if (last === 'defaults') return 'defaults';
-  if (last === 'tls' || last === 'timeouts' || last === 'breaker') return last;
+  if (last === 'tls' || last === 'timeouts' || last === 'breaker' || last === 'dns') return last;
   if (path.length === 2 && path[0] === 'services') return 'service';
   return 'policy';
 }

@@ -11,10 +11,11 @@ import {
   DEFAULT_TLS,
   type RuleDefaults,
 } from './compiled-rule.js';
-import { Decider, type DecisionScope } from './decide/decider.js';
+import { Decider, type DecisionScope, type LookupAcceptance } from './decide/decider.js';
 import { EgressPolicyError, type PolicyProblem } from './errors.js';
 import { compileHostPattern } from './host-pattern.js';
 import { parsePolicyObject, parsePolicyText } from './parse-document.js';
+import { publicDohHostsAllowedBy } from './public-doh.js';
 import { RuleIndex } from './rule-index.js';
 import type { PolicyDocument } from './schema.js';
 import type { Decision, Destination, Mode } from './types.js';
@@ -153,8 +154,8 @@ export class Policy {
    * Decides a DNS look-up of a name (no scheme, port or path yet): allowed when an allow rule lists it.
    * The SDK uses this for direct `dns` calls, so a name no rule lists is never sent to a resolver.
    */
-  decideLookup(host: string, service?: string, now?: number): Decision {
-    return this.decider.decideLookup(host, service, now);
+  decideLookup(host: string, service?: string, now?: number, accept?: LookupAcceptance): Decision {
+    return this.decider.decideLookup(host, service, now, accept);
   }
 
   /** The mode in force at `now` for a service (or the top level): report turns to enforce after `reportUntil`. */
@@ -195,6 +196,17 @@ function collectWarnings(document: PolicyDocument, file: string | undefined): Po
         const c = compileHostPattern(h);
         if (c.ok && c.warning) {
           warnings.push({ path: `${where}[${i}].hosts[${j}]`, message: c.warning, file, line: 0, column: 0 });
+        }
+        const doh = publicDohHostsAllowedBy(h);
+        if (doh.length > 0) {
+          warnings.push({
+            path: `${where}[${i}].hosts[${j}]`,
+            message: `allows the public DNS-over-HTTPS resolver ${doh.join(', ')}: look-ups through it bypass the edge's DNS guard (DNS exfiltration)`,
+            hint: 'remove it unless this service must use that resolver; point clients at the edge (--dns) instead',
+            file,
+            line: 0,
+            column: 0,
+          });
         }
       }
     }

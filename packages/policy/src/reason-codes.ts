@@ -26,6 +26,10 @@ export const REASON_CODES = [
   'connection_limit',
   'upstream_unreachable',
   'timeout',
+  'dns_type_not_allowed',
+  'proxy_auth_required',
+  'proxy_auth_invalid',
+  'proxy_auth_rate_limited',
 ] as const;
 
 /** A stable reason code: why a destination was allowed or denied. */
@@ -56,4 +60,12 @@ export const REASON_DESCRIPTIONS: Readonly<Record<ReasonCode, string>> = {
   connection_limit: 'too many connections (total or from this source)',
   upstream_unreachable: 'the allowed destination could not be reached',
   timeout: 'a connect, response, idle or total timeout elapsed',
+  dns_type_not_allowed:
+    'a rule lists the name but not this DNS query type or class (the DNS guard allows A, AAAA, CNAME, HTTPS and SVCB unless the rule’s dns.types says otherwise)',
+  proxy_auth_required:
+    'the edge’s explicit proxy requires service credentials (Proxy-Authorization) and the request carried none',
+  proxy_auth_invalid:
+    'the Proxy-Authorization credentials do not match a service’s token in the edge’s secrets file',
+  proxy_auth_rate_limited:
+    'too many failed proxy credentials from this source address: refused without checking until the window ends',
 };

@@ -2,7 +2,7 @@ import * as z from 'zod';
 import { parseCidr } from './address/index.js';
 import { parseDuration } from './duration.js';
 import { compileHostPattern } from './host-pattern.js';
-import { HTTP_SCHEMES, SCHEMES, type Scheme } from './types.js';
+import { DNS_QUERY_TYPES, HTTP_SCHEMES, SCHEMES, type Scheme } from './types.js';
 
 /*
  * The zod schema of policy version 1 (shared/design/policy.md). Semantic checks (host patterns, CIDRs,
@@ -48,6 +48,17 @@ const breakerSettings = z.strictObject({
   rollingWindow: duration.optional(),
 });
 const breaker = z.union([z.literal(false), breakerSettings]);
+
+const dnsType = z.enum(DNS_QUERY_TYPES, {
+  error: (issue) => ({
+    message: `"${String(issue.input)}" is not a DNS query type the edge forwards`,
+    params: {
+      hint: `one of ${DNS_QUERY_TYPES.join(', ')} (upper case); zone transfers (AXFR, IXFR) are never forwarded`,
+    },
+  }),
+});
+/** An allow rule's `dns` key: the query types its names may be asked for at the edge's DNS guard. */
+const ruleDns = z.strictObject({ types: z.array(dnsType).min(1) });
 
 const hostEntry = z.string().superRefine((value, ctx) => {
   const result = compileHostPattern(value);
@@ -141,6 +152,7 @@ const allowRule = z
     timeouts: timeouts.optional(),
     breaker: breaker.optional(),
     privateAddresses: privateAddresses.optional(),
+    dns: ruleDns.optional(),
   })
   .superRefine(checkRule('allow'));
 const denyRule = z.strictObject(ruleShape).superRefine(checkRule('deny'));
@@ -232,10 +244,12 @@ export const KNOWN_KEYS = {
     'timeouts',
     'breaker',
     'privateAddresses',
+    'dns',
   ],
   deny: ['name', 'hosts', 'addresses', 'schemes', 'ports', 'methods', 'paths'],
   tls: ['minVersion', 'verify'],
   timeouts: ['connect', 'response', 'idle', 'total'],
   breaker: ['errorThresholdPercentage', 'volumeThreshold', 'resetTimeout', 'rollingWindow'],
   service: ['sources', 'mode', 'reportUntil', 'allow', 'deny'],
+  dns: ['types'],
 } as const;

@@ -20,6 +20,34 @@ export const HTTP_SCHEMES: ReadonlySet<Scheme> = new Set(['https', 'http', 'wss'
 /** Schemes that run over TLS, where the TLS floor applies. */
 export const TLS_SCHEMES: ReadonlySet<Scheme> = new Set(['https', 'wss', 'tls']);
 
+/**
+ * DNS query types an allow rule may list in `dns.types` (the edge's DNS guard). Zone transfers (AXFR,
+ * IXFR) are absent on purpose: the guard never forwards them.
+ */
+export const DNS_QUERY_TYPES = [
+  'A',
+  'AAAA',
+  'CNAME',
+  'HTTPS',
+  'SVCB',
+  'TXT',
+  'MX',
+  'SRV',
+  'NS',
+  'PTR',
+  'CAA',
+  'SOA',
+  'DS',
+  'DNSKEY',
+  'TLSA',
+  'NAPTR',
+  'NULL',
+  'ANY',
+] as const;
+export type DnsQueryType = (typeof DNS_QUERY_TYPES)[number];
+/** What every allowed name may be asked for when its rule has no `dns` key. */
+export const DEFAULT_DNS_TYPES: readonly DnsQueryType[] = ['A', 'AAAA', 'CNAME', 'HTTPS', 'SVCB'];
+
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
 export type Mode = 'enforce' | 'report';
 

@@ -9,7 +9,9 @@ import {
   type CompletionEvent,
   type completionEventSchema,
   type DecisionEvent,
+  type DnsEvent,
   type DroppedEvent,
+  type dnsEventSchema,
   type decisionEventSchema,
   type droppedEventSchema,
   type EgressEvent,
@@ -124,6 +126,31 @@ const SAMPLES: EgressEvent[] = [
     'egress.events.drop_reason': 'backpressure',
     'egress.events.since': '2026-01-31T10:00:00.000Z',
   },
+  {
+    'event.name': 'egress.dns',
+    'egress.schema': 1,
+    'egress.source': 'edge',
+    'service.name': 'payments',
+    'egress.id': 'edge-1a2b-9',
+    'egress.decision': 'denied',
+    'egress.reason': 'host_not_allowed',
+    'egress.mode': 'enforce',
+    'egress.policy.hash': HASH,
+    'egress.hook': 'edge.dns',
+    'egress.message': 'egress denied: dns:c2VjcmV0.t.example [host_not_allowed]',
+    'dns.question.name': 'c2vjcmv0.t.example',
+    'egress.dns.type': 'TXT',
+    'egress.dns.rcode': 'REFUSED',
+    'egress.dns.answer_count': 0,
+    'dns.answers': ['93.184.216.34'],
+    'network.transport': 'udp',
+    'client.address': '10.0.1.5',
+    'egress.duration_ms': 0.4,
+    'egress.dns.label_max_length': 8,
+    'egress.dns.entropy': 2.75,
+    'egress.dns.parent': 't.example',
+    'egress.dns.parent_distinct_names': 17,
+  },
 ];
 
 describe('the published event schema', () => {
@@ -159,12 +186,16 @@ describe('the published event schema', () => {
     expectTypeOf<Keys<Out<typeof droppedEventSchema>>>().toEqualTypeOf<Keys<DroppedEvent>>();
     expectTypeOf<OptionalKeys<Out<typeof droppedEventSchema>>>().toEqualTypeOf<OptionalKeys<DroppedEvent>>();
     expectTypeOf<Out<typeof droppedEventSchema>>().toExtend<DroppedEvent>();
+    expectTypeOf<Keys<Out<typeof dnsEventSchema>>>().toEqualTypeOf<Keys<DnsEvent>>();
+    expectTypeOf<OptionalKeys<Out<typeof dnsEventSchema>>>().toEqualTypeOf<OptionalKeys<DnsEvent>>();
+    expectTypeOf<Out<typeof dnsEventSchema>>().toExtend<DnsEvent>();
     // And at run time: the $defs list the same properties as the samples can carry.
     const defs = (eventJsonSchema() as { $defs: Record<string, { properties?: object }> }).$defs;
     expect(Object.keys(defs).sort()).toEqual([
       'BreakerEvent',
       'CompletionEvent',
       'DecisionEvent',
+      'DnsEvent',
       'DroppedEvent',
       'PolicyDiff',
       'PolicyEvent',

@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import {
   type Decision,
   EgressPolicyError,
@@ -9,25 +8,22 @@ import {
   SCHEMES,
   type Scheme,
 } from '@egress-guard/policy';
+import { parseCommandArgs } from '../args.js';
 import type { CliIo } from '../io.js';
-import { UsageError } from '../io.js';
+import { EXIT, UsageError } from '../io.js';
 import { parseTarget } from '../target.js';
 
-const USAGE =
+/** The command's help (`egress-guard check --help`). */
+export const USAGE =
   'usage: egress-guard check <policy.yaml> <url | host:port> [--service NAME] [--method M] [--scheme S] [--address IP] [--json]';
 
 /**
  * `egress-guard check`: the decision for one destination, with reason, rule and effective settings.
- * Exit 0 when allowed (or reported in report mode), 2 when denied, 1 on bad input.
+ * Exit 0 when allowed (or reported in report mode), 1 when denied, 2 when it cannot answer (bad
+ * arguments, a policy that does not load): a script asserting a denial never mistakes a typo for one.
  */
 export async function check(args: string[], io: CliIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message}\n${USAGE}`);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parse(args);
   if (positionals.length !== 2) throw new UsageError(USAGE);
   const [file, target] = positionals as [string, string];
   if (values.scheme !== undefined && !(SCHEMES as readonly string[]).includes(values.scheme)) {
@@ -44,7 +40,7 @@ export async function check(args: string[], io: CliIo): Promise<number> {
   } catch (error) {
     if (!(error instanceof EgressPolicyError)) throw error;
     for (const p of error.problems) io.err(formatProblem(p));
-    return 1;
+    return EXIT.usage;
   }
   if (values.service && !policy.services.includes(values.service)) {
     throw new UsageError(
@@ -54,21 +50,16 @@ export async function check(args: string[], io: CliIo): Promise<number> {
   const decision = policy.decide(destination);
   if (values.json) io.out(JSON.stringify(decision, null, 2));
   else for (const line of describe(decision, target)) io.out(line);
-  return decision.allowed ? 0 : 2;
+  return decision.allowed ? EXIT.ok : EXIT.no;
 }
 
 function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      service: { type: 'string' },
-      method: { type: 'string' },
-      scheme: { type: 'string' },
-      address: { type: 'string' },
-      json: { type: 'boolean' },
-    },
+  return parseCommandArgs(args, {
+    service: { type: 'string' },
+    method: { type: 'string' },
+    scheme: { type: 'string' },
+    address: { type: 'string' },
+    json: { type: 'boolean' },
   });
 }
 

@@ -1,12 +1,13 @@
-import { parseArgs } from 'node:util';
 import { EgressPolicyError, formatProblem, loadPolicyFile, REASON_DESCRIPTIONS } from '@egress-guard/policy';
+import { parseCommandArgs } from '../args.js';
 import type { CliIo } from '../io.js';
 import { UsageError } from '../io.js';
 import { formatCount, plural } from '../learn/format.js';
 import { diffAgainst, type ServiceDiff } from '../learn/re-decide.js';
 import { readDecisions } from '../learn/read-events.js';
 
-const USAGE = 'usage: egress-guard diff <policy.yaml> <logs...> [--top N] [--json]';
+/** The command's help (`egress-guard diff --help`). */
+export const USAGE = 'usage: egress-guard diff <policy.yaml> <logs...> [--top N] [--json]';
 
 /**
  * `egress-guard diff`: re-decides every destination in the audit logs with the given policy, as if it
@@ -14,13 +15,7 @@ const USAGE = 'usage: egress-guard diff <policy.yaml> <logs...> [--top N] [--jso
  * reason. Exit 0 when nothing would be denied, 2 when something would, 1 on bad input.
  */
 export async function diff(args: string[], io: CliIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message}\n${USAGE}`);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parse(args);
   if (positionals.length < 2) throw new UsageError(USAGE);
   const [file, ...logs] = positionals as [string, ...string[]];
   const top = Number(values.top ?? 5);
@@ -47,12 +42,7 @@ export async function diff(args: string[], io: CliIo): Promise<number> {
 }
 
 function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: { top: { type: 'string' }, json: { type: 'boolean' } },
-  });
+  return parseCommandArgs(args, { top: { type: 'string' }, json: { type: 'boolean' } });
 }
 
 function topOf(m: Map<string, number>, n: number): [string, number][] {

@@ -1,7 +1,8 @@
-import { EDGE_USAGE, EdgeConfigError, parseEdgeArgs, startEdge } from '@egress-guard/edge';
+import { EdgeConfigError, startEdge, startEdgeWorkers } from '@egress-guard/edge';
 import { EgressPolicyError, formatProblem } from '@egress-guard/policy';
 import type { CliIo } from '../io.js';
 import { UsageError } from '../io.js';
+import { edgeUsage, parseEdgeArgs } from './edge-args.js';
 
 /**
  * `egress-guard edge --policy egress.yaml --explicit 127.0.0.1:3128 ...`: runs the edge filter until
@@ -9,19 +10,21 @@ import { UsageError } from '../io.js';
  */
 export async function edge(args: string[], io: CliIo): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) {
-    io.out(EDGE_USAGE);
+    io.out(edgeUsage());
     return 0;
   }
   let options: ReturnType<typeof parseEdgeArgs>;
   try {
     options = parseEdgeArgs(args);
   } catch (error) {
-    if (error instanceof EdgeConfigError) throw new UsageError(`${error.message}\n${EDGE_USAGE}`);
+    if (error instanceof EdgeConfigError)
+      throw new UsageError(`${error.message}\n(egress-guard edge --help lists the flags)`);
     throw error;
   }
-  let server: Awaited<ReturnType<typeof startEdge>>;
+  let server: Awaited<ReturnType<typeof startEdge | typeof startEdgeWorkers>>;
   try {
-    server = await startEdge(options);
+    // More than one worker: a primary and worker processes (docs/edge.md, "Workers").
+    server = (options.workers ?? 1) > 1 ? await startEdgeWorkers(options) : await startEdge(options);
   } catch (error) {
     if (error instanceof EgressPolicyError) {
       for (const p of error.problems) io.err(formatProblem(p));
@@ -34,6 +37,9 @@ export async function edge(args: string[], io: CliIo): Promise<number> {
   const admin = server.adminAddress
     ? `, admin http://${server.adminAddress.host}:${server.adminAddress.port}`
     : '';
-  io.err(`egress-guard edge: listening (${listening})${admin}; policy sha256:${server.policy.hash}`);
+  const workers = (options.workers ?? 1) > 1 ? `, ${options.workers} workers` : '';
+  io.err(
+    `egress-guard edge: listening (${listening})${admin}${workers}; policy sha256:${server.policy.hash}`,
+  );
   return 0;
 }

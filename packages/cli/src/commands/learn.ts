@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { parseCidr } from '@egress-guard/policy';
+import { parseCommandArgs } from '../args.js';
 import type { CliIo } from '../io.js';
 import { UsageError } from '../io.js';
 import { formatTime, plural } from '../learn/format.js';
@@ -10,7 +10,8 @@ import { type LearnedPolicy, type LearnedService, renderPolicy } from '../learn/
 import { readDecisions } from '../learn/read-events.js';
 import { DEFAULT_WILDCARD_THRESHOLD, groupWildcards } from '../learn/wildcards.js';
 
-const USAGE =
+/** The command's help (`egress-guard learn --help`). */
+export const USAGE =
   'usage: egress-guard learn <logs...> [--out policy.yaml] [--wildcard-threshold N] [--mode enforce|report] [--report-until DATE]';
 
 /** Source addresses listed per service; beyond, the section says so instead of listing them all. */
@@ -22,13 +23,7 @@ const MAX_SOURCES = 20;
  * Exit 0 with the policy on stdout (or in `--out`), 1 on bad input.
  */
 export async function learn(args: string[], io: CliIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message}\n${USAGE}`);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parse(args);
   if (positionals.length === 0) throw new UsageError(USAGE);
   const threshold = Number(values['wildcard-threshold'] ?? DEFAULT_WILDCARD_THRESHOLD);
   if (!Number.isInteger(threshold) || threshold < 2) {
@@ -65,16 +60,11 @@ export async function learn(args: string[], io: CliIo): Promise<number> {
 }
 
 function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      out: { type: 'string', short: 'o' },
-      'wildcard-threshold': { type: 'string' },
-      mode: { type: 'string' },
-      'report-until': { type: 'string' },
-    },
+  return parseCommandArgs(args, {
+    out: { type: 'string', short: 'o' },
+    'wildcard-threshold': { type: 'string' },
+    mode: { type: 'string' },
+    'report-until': { type: 'string' },
   });
 }
 

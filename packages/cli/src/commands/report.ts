@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from '../args.js';
 import type { CliIo } from '../io.js';
 import { UsageError } from '../io.js';
 import { formatCount, formatTime, plural } from '../learn/format.js';
@@ -7,20 +7,15 @@ import { renderReport } from '../learn/html-report.js';
 import { readDecisions } from '../learn/read-events.js';
 import { buildReport } from '../learn/report-model.js';
 
-const USAGE = 'usage: egress-guard report <logs...> --html report.html [--title TEXT]';
+/** The command's help (`egress-guard report --help`). */
+export const USAGE = 'usage: egress-guard report <logs...> --html report.html [--title TEXT]';
 
 /**
  * `egress-guard report`: reads audit logs and writes one self-contained HTML page (destinations,
  * decisions over time, top denials per service), and prints a short summary. Exit 0, 1 on bad input.
  */
 export async function report(args: string[], io: CliIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message}\n${USAGE}`);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parse(args);
   if (positionals.length === 0 || !values.html) throw new UsageError(USAGE);
   const read = await readDecisions(positionals);
   if (read.decisions.length === 0) {
@@ -36,10 +31,5 @@ export async function report(args: string[], io: CliIo): Promise<number> {
 }
 
 function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: { html: { type: 'string' }, title: { type: 'string' } },
-  });
+  return parseCommandArgs(args, { html: { type: 'string' }, title: { type: 'string' } });
 }

@@ -7,7 +7,9 @@ import { decideTunnelOpening, refineDecision } from '@egress-guard/policy';
 
 import type { Connection } from '../connection.js';
 import { readFirstBytes } from '../first-bytes.js';
-import { closeGently, httpError, refuse, runTunnel } from '../flow.js';
+import { authenticateConnection } from '../proxy-auth/authenticate.js';
+import { runTunnel } from '../flows/tunnel.js';
+import { closeGently, httpError, refuse } from '../replies.js';
 import type { EdgeRuntime } from '../runtime.js';
 import { parseHttpHead } from '../sniff/index.js';
 
@@ -69,6 +71,14 @@ export async function handleExplicit(rt: EdgeRuntime, conn: Connection): Promise
     refuse(conn, flow, d, httpError(reason === 'hello_too_large' ? 431 : 400, reason, d.message));
     return;
   }
+  // Credentials, when required, come before anything else the request asks for.
+  if (rt.proxyAuth) {
+    const requested = head.authorityForm ?? {
+      host: head.absoluteUrl?.host,
+      port: head.absoluteUrl?.port ?? (head.absoluteUrl ? 80 : conn.localPort),
+    };
+    if (!authenticateConnection(rt, rt.proxyAuth, conn, read.buffer, head.headerBytes, requested)) return;
+  }
   if (head.method === 'CONNECT' && head.authorityForm) {
     return openTunnel(
       rt,
@@ -94,7 +104,7 @@ export async function openTunnel(
   rest: Buffer,
 ): Promise<void> {
   const policy = rt.policy;
-  const service = policy.serviceForAddress(conn.source);
+  const service = conn.serviceIn(policy);
   const pre = decideTunnelOpening(policy, { host, port, service });
   if (pre.result === 'denied') {
     refuse(conn, rt.newFlow(conn), pre, httpError(403, pre.reason, pre.message));

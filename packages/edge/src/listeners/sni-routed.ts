@@ -5,7 +5,7 @@
  * it, which is all the policy promises, but domain fronting through a shared front end is not detected.
  */
 import type { Connection } from '../connection.js';
-import { runTunnel } from '../flow.js';
+import { runTunnel } from '../flows/tunnel.js';
 import type { EdgeRuntime } from '../runtime.js';
 
 /** Routes a connection by its SNI (or Host) to `upstreamPort`. Never throws. */

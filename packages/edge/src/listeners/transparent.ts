@@ -7,8 +7,9 @@ import { refineDecision } from '@egress-guard/policy';
 import { canonicalAddress } from '../claims.js';
 import type { OriginalDestinationReader } from '../config.js';
 import type { Connection } from '../connection.js';
-import { refuse, runTunnel } from '../flow.js';
+import { runTunnel } from '../flows/tunnel.js';
 import { originalDestination } from '../original-destination.js';
+import { refuse } from '../replies.js';
 import type { EdgeRuntime } from '../runtime.js';
 
 /** Reads the original destination of a redirected connection and runs its flow. Never throws. */

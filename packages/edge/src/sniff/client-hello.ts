@@ -7,6 +7,8 @@ export interface ClientHelloInfo {
   serverName: string | undefined;
   /** How many host_name entries server_name carried; more than one is legal on the wire but suspicious. */
   serverNameCount: number;
+  /** Every host_name entry of server_name, in order, as sent (RFC 6066 allows one; the edge refuses more). */
+  serverNames: string[];
   /** ALPN protocol names in the client's order, decoded byte for byte (latin1). */
   alpn: string[];
   /** The supported_versions extension's list (e.g. 0x0304), empty when the extension is absent. */
@@ -157,6 +159,7 @@ function parseHelloBody(body: Buffer): BodyFields | BodyError {
   const fields: BodyFields = {
     serverName: undefined,
     serverNameCount: 0,
+    serverNames: [],
     alpn: [],
     supportedVersions: [],
     legacyVersion,
@@ -237,6 +240,7 @@ function readServerName(data: Buffer, fields: BodyFields): string | undefined {
     const problem = hostNameProblem(name);
     if (problem) return `server_name: ${problem}`;
     fields.serverNameCount += 1;
+    fields.serverNames.push(name);
     if (fields.serverName === undefined) fields.serverName = name;
   }
   return undefined;

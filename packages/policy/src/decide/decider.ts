@@ -22,6 +22,17 @@ export interface DecisionScope {
   reportUntil: number | undefined;
 }
 
+/**
+ * Narrows which of the rules listing a name allow a look-up (decide/dns.ts: the query type), and what a
+ * name listed only by other rules is refused with.
+ */
+export interface LookupAcceptance {
+  test(rule: CompiledRule): boolean;
+  reason: ReasonCode;
+  /** What the first rule listing the name lacks, and how to allow it. */
+  how(rule: CompiledRule): string;
+}
+
 const SCHEME_SET: ReadonlySet<string> = new Set(SCHEMES);
 /** What a raw connection may carry, for deny rules (see `firstDeny`). */
 const RAW_CARRIES: Partial<Record<Scheme, readonly Scheme[]>> = {
@@ -139,9 +150,16 @@ export class Decider {
   /**
    * Decides a DNS look-up of a name: allowed when some allow rule lists the name (any scheme or port)
    * and no deny rule without scheme/port/method/path limits lists it. A look-up of a name no rule lists
-   * never leaves the process: DNS is an exfiltration path.
+   * never leaves the process: DNS is an exfiltration path. With `accept`, only the rules it accepts
+   * allow the look-up (the DNS guard's query types); a name listed only by others is refused with its
+   * reason.
    */
-  decideLookup(host: string, service: string | undefined, now: number = Date.now()): Decision {
+  decideLookup(
+    host: string,
+    service: string | undefined,
+    now: number = Date.now(),
+    accept?: LookupAcceptance,
+  ): Decision {
     const scope = (service !== undefined && this.services.get(service)) || this.top;
     const mode: Mode =
       scope.mode === 'report' && (scope.reportUntil === undefined || now < scope.reportUntil)
@@ -183,7 +201,11 @@ export class Decider {
         denied,
         `denied by deny rule "${denied.name}"; the look-up never leaves the process`,
       );
-    const rule = scope.allow.byName(subject.name)[0];
+    const rules = scope.allow.byName(subject.name);
+    const rule = accept ? rules.find((r) => accept.test(r)) : rules[0];
+    if (!rule && accept && rules[0]) {
+      return this.deny(subject, scope, mode, accept.reason, rules[0], accept.how(rules[0]));
+    }
     if (!rule) {
       return this.deny(
         subject,

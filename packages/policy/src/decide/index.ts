@@ -13,6 +13,13 @@ export {
   decideConnection,
 } from './connection.js';
 export { errorForDecision, timeoutError } from './decision-error.js';
+export type { LookupAcceptance } from './decider.js';
+export {
+  type DnsDecisionSource,
+  type DnsQuestion,
+  decideDnsAnswerAddress,
+  decideDnsQuestion,
+} from './dns.js';
 export type { DecisionSource } from './decision-source.js';
 export { decideInvalid } from './invalid.js';
 export { decideNativeBinding } from './native-binding.js';
@@ -24,5 +31,6 @@ export {
   parseAuthority,
   type TunnelTarget,
 } from './proxy.js';
+export { decideProxyAuth, type ProxyAuthAttempt, type ProxyAuthFailure } from './proxy-auth.js';
 export { describeDestination, refineDecision } from './refine.js';
 export { decideTlsVersion, decideVerifyDisabled, meetsTlsFloor, TLS_VERSION_RANK } from './tls.js';

@@ -1,0 +1,187 @@
+import { Document } from 'yaml';
+import {
+  type ExportPlan,
+  ExportError,
+  type ExportProblem,
+  type ExportTarget,
+  headerComment,
+  hostMatchKey,
+  type RenderOptions,
+} from '../core/index.js';
+import { type FqdnSelector, fqdnSelector } from './fqdn-selector.js';
+
+/** The pod label `--service NAME` selects: operators put it on the service's pods (docs/export.md). */
+export const CILIUM_SERVICE_LABEL = 'egress-guard.dev/service';
+
+/** Where Cilium's DNS proxy sees the lookups that `toFQDNs` learns addresses from: kube-dns. */
+const KUBE_DNS = { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s:k8s-app': 'kube-dns' };
+
+/**
+ * Cilium: one CiliumClusterwideNetworkPolicy whose `specs` hold, per allow rule, an egress rule with
+ * `toFQDNs` and its ports, plus the DNS rule that makes `toFQDNs` work (lookups through Cilium's DNS proxy,
+ * and only for the allowed names: DNS is an exfiltration path too) and `egressDeny` for deny rules' addresses.
+ *
+ * Semantics (docs/export.md has the table): `matchPattern` `*` is a run of DNS characters inside one label,
+ * so one-label patterns and globs with `*` are exact; `**.` is one-or-more labels from Cilium 1.19 (earlier:
+ * one label, narrower). Cilium has no FQDN deny, so the core drops allows a deny carves into. Cilium enforces
+ * names at the address level: it allows the addresses the allowed names resolved to, on the listed ports,
+ * for any protocol (see the docs for what that means for names sharing an address).
+ */
+export const ciliumTarget: ExportTarget = {
+  name: 'cilium',
+  summary: 'CiliumClusterwideNetworkPolicy: toFQDNs per rule, the DNS-proxy rule, egressDeny for addresses',
+  semantics: {
+    hostMatching: 'patterns',
+    constructs: { oneLabel: true, labelGlob: true, multiLabel: true },
+    denyPrecedence: false,
+    transports: ['tls', 'http'],
+    // egressDeny with toCIDRSet wins over every allow, including toFQDNs.
+    enforces: ['addresses'],
+    // Policy Audit Mode is an agent or endpoint setting, not part of a policy resource.
+    auditMode: false,
+  },
+  render: renderCilium,
+};
+
+interface RuleEgress {
+  selectors: Map<string, FqdnSelector>;
+  ports: Set<number>;
+}
+
+function renderCilium(plan: ExportPlan, options: RenderOptions): string {
+  const problems: ExportProblem[] = [];
+  const notes = new Set<string>();
+  const perRule = new Map<string, RuleEgress>();
+  const dns = new Map<string, FqdnSelector>();
+  for (const listener of plan.listeners) {
+    for (const { rule, match } of listener.allowed) {
+      const result = fqdnSelector(match);
+      if (!result.ok) {
+        problems.push({ rule, reason: result.reason, choices: result.choices });
+        continue;
+      }
+      if (result.note) notes.add(result.note);
+      const key = hostMatchKey(match);
+      const egress = perRule.get(rule) ?? { selectors: new Map(), ports: new Set() };
+      egress.selectors.set(key, result.selector);
+      egress.ports.add(listener.port);
+      perRule.set(rule, egress);
+      dns.set(key, result.selector);
+    }
+  }
+  if (problems.length > 0) throw new ExportError(problems);
+
+  const endpointSelector =
+    plan.service === undefined ? {} : { matchLabels: { [CILIUM_SERVICE_LABEL]: dnsLabel(plan.service) } };
+  const specs: Record<string, unknown>[] = [];
+  if (dns.size > 0) {
+    specs.push({
+      description: 'egress-guard: DNS to kube-dns through the Cilium DNS proxy, for the allowed names only',
+      endpointSelector,
+      egress: [
+        {
+          toEndpoints: [{ matchLabels: KUBE_DNS }],
+          toPorts: [
+            {
+              ports: [
+                { port: '53', protocol: 'UDP' },
+                { port: '53', protocol: 'TCP' },
+              ],
+              rules: { dns: sortedSelectors(dns) },
+            },
+          ],
+        },
+      ],
+    });
+  }
+  for (const rule of plan.rules) {
+    if (rule.kind === 'allow') {
+      const egress = perRule.get(rule.name);
+      if (!egress) continue;
+      specs.push({
+        description: `egress-guard allow rule "${rule.name}"`,
+        endpointSelector,
+        egress: [
+          {
+            toFQDNs: [...egress.selectors.values()],
+            toPorts: [{ ports: [...egress.ports].sort((a, b) => a - b).map(tcpPort) }],
+          },
+        ],
+      });
+    } else if (rule.addresses.length > 0) {
+      const ports = rule.ports;
+      specs.push({
+        description: `egress-guard deny rule "${rule.name}" (addresses)`,
+        endpointSelector,
+        egressDeny: [
+          {
+            toCIDRSet: rule.addresses.map((cidr) => ({ cidr: withPrefix(cidr) })),
+            ...(ports
+              ? {
+                  toPorts: [
+                    {
+                      ports: ports.map(([lo, hi]) => ({
+                        port: String(lo),
+                        ...(hi !== lo ? { endPort: hi } : {}),
+                        protocol: 'ANY',
+                      })),
+                    },
+                  ],
+                }
+              : {}),
+          },
+        ],
+      });
+    }
+  }
+  if (specs.length === 0) {
+    // Nothing allowed: a policy that selects the pods and allows no egress denies all of it.
+    specs.push({ description: 'egress-guard: the policy allows nothing', endpointSelector, egress: [{}] });
+  }
+
+  const manifest = {
+    apiVersion: 'cilium.io/v2',
+    kind: 'CiliumClusterwideNetworkPolicy',
+    metadata: {
+      name: plan.service === undefined ? 'egress-guard' : `egress-guard-${dnsLabel(plan.service)}`,
+      labels: { 'app.kubernetes.io/managed-by': 'egress-guard' },
+      annotations: { 'egress-guard.dev/policy-sha256': plan.policyHash },
+    },
+    specs,
+  };
+  const doc = new Document(manifest);
+  const header = [
+    ...headerComment(plan, options, '#'),
+    '#',
+    plan.service === undefined
+      ? '# Selects every pod (endpointSelector {}): the top-level rules apply to every caller.'
+      : `# Selects the pods labelled ${CILIUM_SERVICE_LABEL}=${dnsLabel(plan.service)}: label the service's pods so.`,
+    '# Apply with kubectl apply -f. Pods this policy selects may reach only what it allows (default deny).',
+    ...[...notes].sort().map((n) => `# Note: ${n}`),
+  ];
+  return `${header.join('\n')}\n${doc.toString({ lineWidth: 0 })}`;
+}
+
+function tcpPort(port: number): { port: string; protocol: 'TCP' } {
+  return { port: String(port), protocol: 'TCP' };
+}
+
+function sortedSelectors(map: Map<string, FqdnSelector>): FqdnSelector[] {
+  return [...map.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, s]) => s);
+}
+
+/** Cilium's toCIDRSet wants a prefix; a bare address in the policy means /32 or /128. */
+function withPrefix(cidr: string): string {
+  if (cidr.includes('/')) return cidr;
+  return cidr.includes(':') ? `${cidr}/128` : `${cidr}/32`;
+}
+
+/** A service name as a label value / DNS-1123 name part. */
+function dnsLabel(name: string): string {
+  return (
+    name
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '') || 'service'
+  );
+}

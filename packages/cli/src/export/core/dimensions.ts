@@ -1,0 +1,38 @@
+/**
+ * What a policy decides that an engine may not enforce. An export that leaves one unenforced is weaker
+ * than the policy: it fails unless `--allow-weaker` names every such dimension.
+ */
+export const WEAKER_DIMENSIONS = {
+  methods: 'HTTP methods (allow and deny rules with methods)',
+  paths: 'HTTP paths (allow and deny rules with paths)',
+  'tls-floor': 'the TLS floor (tls.minVersion)',
+  'report-mode': 'report mode (the engine enforces where the policy only reports)',
+  services: 'per-service sections (the engine does not know which service is calling)',
+  addresses: 'deny rules on addresses (the engine resolves names itself and does not check the address)',
+  'private-addresses': 'special-purpose addresses (privateAddresses: deny) for names that resolve to them',
+} as const;
+
+export type WeakerDimension = keyof typeof WEAKER_DIMENSIONS;
+
+export const WEAKER_DIMENSION_NAMES = Object.keys(WEAKER_DIMENSIONS) as WeakerDimension[];
+
+/**
+ * Parses `--allow-weaker` values: comma-separated names, the flag repeatable
+ * (`--allow-weaker methods,paths --allow-weaker tls-floor`). Throws a one-line message for an unknown name.
+ */
+export function parseAllowWeaker(values: readonly string[]): Set<WeakerDimension> {
+  const out = new Set<WeakerDimension>();
+  for (const value of values) {
+    for (const raw of value.split(',')) {
+      const name = raw.trim();
+      if (name === '') continue;
+      if (!(name in WEAKER_DIMENSIONS)) {
+        throw new Error(
+          `--allow-weaker: unknown dimension "${name}" (one of ${WEAKER_DIMENSION_NAMES.join(', ')})`,
+        );
+      }
+      out.add(name as WeakerDimension);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,64 @@
+import type { WeakerDimension } from './dimensions.js';
+import type { ExportPlan } from './plan.js';
+
+/** Where an engine sees the destination name: the TLS ClientHello's SNI, or a plain HTTP request's Host. */
+export type Transport = 'tls' | 'http';
+
+/**
+ * How an engine matches names, which decides what the core hands it:
+ * - `ordered-regex`: a first-match list of anchored, case-insensitive regexes (nginx map, HAProxy ACLs,
+ *   Squid ACLs in http_access/ssl_bump order). The core gives each listener its ordered entries: deny
+ *   rules, exact allows, the wildcard guards, wildcard allows. Exactly the policy's precedence.
+ * - `patterns`: the engine takes our patterns as such (Cilium `toFQDNs`, domain lists...). The core gives
+ *   each listener its allowed patterns; constructs the target cannot express exactly, and allows a deny
+ *   carves into when the target has no deny precedence, are dropped with a warning (narrower).
+ */
+export type HostMatching = 'ordered-regex' | 'patterns';
+
+/** What a target can express, per construct of ours. */
+export interface TargetSemantics {
+  hostMatching: HostMatching;
+  /** Pattern kinds the engine matches with exactly our meaning (`patterns` targets; regex targets: all). */
+  constructs: { oneLabel: boolean; labelGlob: boolean; multiLabel: boolean };
+  /** Whether a deny can win over an allow that covers it ("allow *.x except y.x"). */
+  denyPrecedence: boolean;
+  /** Where the engine reads names. A rule for another transport is dropped with a warning (narrower). */
+  transports: readonly Transport[];
+  /** Dimensions the engine enforces; every other dimension a rule uses is "not enforced by <target>". */
+  enforces: readonly WeakerDimension[];
+  /** Whether the engine can run in an audit mode matching our report mode (`true`: see the target's docs). */
+  auditMode: boolean;
+}
+
+/** What a target's render receives besides the plan. */
+export interface RenderOptions {
+  /** The policy file as named on the command line, for the header comment (basename only). */
+  policyFileName: string;
+  /** `--listen`: the address the engine listens on; undefined: every address (the engine's default). */
+  listenAddress?: string | undefined;
+  /** `--resolver`: the DNS resolver an engine uses to reach allowed names (`ip` or `ip:port`). */
+  resolver?: string | undefined;
+  /** `--runtime-dir`: where an engine keeps sockets, pid and cache files. */
+  runtimeDir?: string | undefined;
+}
+
+/** Defaults of {@link RenderOptions}, for the targets and the docs. */
+export const RENDER_DEFAULTS = { resolver: '127.0.0.1', runtimeDir: '/run/egress-guard' } as const;
+
+/** `address:port` for a listen directive, bracketing IPv6. */
+export function listenOn(options: RenderOptions, port: number): string {
+  const a = options.listenAddress;
+  if (a === undefined) return String(port);
+  return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
+}
+
+/** One export target. Register it in src/export/targets.ts. */
+export interface ExportTarget {
+  /** The `--to` name. */
+  name: string;
+  /** One line for `export --help`. */
+  summary: string;
+  semantics: TargetSemantics;
+  /** The complete, documented configuration. Must be deterministic: same plan, same bytes. */
+  render(plan: ExportPlan, options: RenderOptions): string;
+}

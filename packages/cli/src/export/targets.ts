@@ -1,0 +1,11 @@
+import type { ExportTarget } from './core/index.js';
+import { haproxyTarget } from './haproxy/haproxy-target.js';
+import { nginxTarget } from './nginx/nginx-target.js';
+import { squidTarget } from './squid/squid-target.js';
+
+/** Every `--to` target, by name. Add one line per target (and its import). */
+export const EXPORT_TARGETS: Readonly<Record<string, ExportTarget>> = {
+  nginx: nginxTarget,
+  haproxy: haproxyTarget,
+  squid: squidTarget,
+};

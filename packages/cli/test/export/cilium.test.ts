@@ -1,0 +1,150 @@
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { ciliumTarget } from '../../src/export/cilium/cilium-target.js';
+import { ExportError } from '../../src/export/core/index.js';
+import { ciliumPolicySchema } from './cilium-crd-schema.js';
+import { exportFile, exportText, expectGolden, goldenPolicy } from './golden-file.js';
+
+const POLICY = goldenPolicy('cilium', 'kubernetes-services.policy.yaml');
+const WEAKER = ['tls-floor', 'private-addresses', 'services'];
+
+function manifests(text: string) {
+  return parseAllDocuments(text).map((d) => d.toJS());
+}
+
+function refusal(run: () => unknown): ExportError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ExportError) return error;
+    throw error;
+  }
+  throw new Error('export was not refused');
+}
+
+describe('export --to cilium', () => {
+  it('top-level rules: one clusterwide policy, toFQDNs per rule, the DNS-proxy rule, egressDeny for addresses', async () => {
+    const text = await exportFile(ciliumTarget, POLICY, { allowWeaker: WEAKER });
+    expectGolden('cilium', 'top-level-all-pods.yaml', text);
+    const [doc] = manifests(text);
+    const parsed = ciliumPolicySchema.parse(doc);
+    expect(parsed.kind).toBe('CiliumClusterwideNetworkPolicy');
+    const descriptions = parsed.specs.map((s) => s.description);
+    expect(descriptions).toContain('egress-guard allow rule "stripe"');
+    // The DNS rule lists only the allowed names: no lookups of anything else leave through kube-dns.
+    const dns = parsed.specs[0]?.egress?.[0]?.toPorts?.[0]?.rules?.dns ?? [];
+    expect(dns).toContainEqual({ matchName: 'api.stripe.com' });
+    expect(JSON.stringify(dns)).not.toContain('pastebin');
+    // Every pod: endpointSelector {}.
+    expect(parsed.specs.every((s) => Object.keys(s.endpointSelector).length === 0)).toBe(true);
+  });
+
+  it('--service payments: selects the pods labelled with the service, adds its rules', async () => {
+    const text = await exportFile(ciliumTarget, POLICY, { service: 'payments', allowWeaker: WEAKER });
+    expectGolden('cilium', 'service-payments-label-selector.yaml', text);
+    const parsed = ciliumPolicySchema.parse(manifests(text)[0]);
+    expect(parsed.metadata.name).toBe('egress-guard-payments');
+    expect(parsed.specs[0]?.endpointSelector).toEqual({ matchLabels: { 'egress-guard.dev/service': 'payments' } });
+    const bank = parsed.specs.find((s) => s.description === 'egress-guard allow rule "payments-bank"');
+    // https and http: both ports, over TCP.
+    expect(bank?.egress?.[0]?.toPorts?.[0]?.ports).toEqual([
+      { port: '80', protocol: 'TCP' },
+      { port: '443', protocol: 'TCP' },
+    ]);
+  });
+
+  it('is deterministic: the same policy gives the same bytes', async () => {
+    const a = await exportFile(ciliumTarget, POLICY, { allowWeaker: WEAKER });
+    const b = await exportFile(ciliumTarget, POLICY, { allowWeaker: WEAKER });
+    expect(a).toBe(b);
+  });
+
+  it('keeps one-label and label-glob wildcards as Cilium reads them (one label)', () => {
+    const text = exportText(
+      ciliumTarget,
+      `version: 1
+allow:
+  - name: buckets
+    hosts: ["*.s3.eu-west-1.amazonaws.com", "api-*.example.com", "**.example.org"]
+`,
+      { allowWeaker: WEAKER },
+    );
+    const parsed = ciliumPolicySchema.parse(manifests(text)[0]);
+    const rule = parsed.specs.find((s) => s.description === 'egress-guard allow rule "buckets"');
+    expect(rule?.egress?.[0]?.toFQDNs).toEqual([
+      { matchPattern: '*.s3.eu-west-1.amazonaws.com' },
+      { matchPattern: 'api-*.example.com' },
+      { matchPattern: '**.example.org' },
+    ]);
+    // Before Cilium 1.19 "**." is read as "*.": the output says so (narrower, never wider).
+    expect(text).toContain('# Note: "**.example.org" matches one or more labels from Cilium 1.19 on');
+  });
+
+  it('drops a wildcard allow a deny carves into (Cilium has no FQDN deny): narrower, with a warning', () => {
+    const text = exportText(
+      ciliumTarget,
+      `version: 1
+allow:
+  - name: example-any
+    hosts: ["**.example.com"]
+  - name: example-api
+    hosts: [api.example.com]
+deny:
+  - name: example-admin
+    hosts: [admin.example.com]
+`,
+      { allowWeaker: WEAKER },
+    );
+    const parsed = ciliumPolicySchema.parse(manifests(text)[0]);
+    expect(JSON.stringify(parsed.specs)).not.toContain('**.example.com');
+    expect(JSON.stringify(parsed.specs)).not.toContain('admin.example.com');
+    expect(parsed.specs.map((s) => s.description)).toContain('egress-guard allow rule "example-api"');
+    expect(text).toMatch(/rule "example-any": .*"\*\*\.example\.com" dropped: deny rule "example-admin"/);
+  });
+
+  it('refuses a glob Cilium cannot write ("?"), naming the rule, the reason and the choices', () => {
+    const error = refusal(() =>
+      exportText(
+        ciliumTarget,
+        `version: 1
+allow:
+  - name: versioned
+    hosts: ["v?.example.com"]
+`,
+        { allowWeaker: WEAKER },
+      ),
+    );
+    expect(error.problems[0]?.rule).toBe('versioned');
+    expect(error.problems[0]?.reason).toContain('"v?"');
+    expect(error.problems[0]?.choices.length).toBeGreaterThan(0);
+  });
+
+  it('fails without --allow-weaker for the TLS floor, and for report mode (Cilium audit mode is not in the policy)', () => {
+    const floor = refusal(() => exportText(ciliumTarget, 'version: 1\nallow: [{ name: a, hosts: [a.example.com] }]\n'));
+    expect(floor.problems.map((p) => p.rule)).toContain('a');
+    expect(floor.message).toContain('tls-floor');
+    const report = refusal(() =>
+      exportText(ciliumTarget, 'version: 1\nmode: report\nallow: [{ name: a, hosts: [a.example.com] }]\n', {
+        allowWeaker: WEAKER,
+      }),
+    );
+    expect(report.message).toContain('report-mode');
+  });
+
+  it('the CRD schema used here refuses what Cilium refuses (unknown keys, FQDN deny)', () => {
+    const base = {
+      apiVersion: 'cilium.io/v2',
+      kind: 'CiliumClusterwideNetworkPolicy',
+      metadata: { name: 'x' },
+      specs: [{ endpointSelector: {}, egress: [{ toFQDNs: [{ matchName: 'a.example.com' }] }] }],
+    };
+    expect(ciliumPolicySchema.safeParse(base).success).toBe(true);
+    const unknownKey = { ...base, specs: [{ ...base.specs[0], egres: [] }] };
+    expect(ciliumPolicySchema.safeParse(unknownKey).success).toBe(false);
+    const fqdnDeny = {
+      ...base,
+      specs: [{ endpointSelector: {}, egressDeny: [{ toFQDNs: [{ matchName: 'a.example.com' }] }] }],
+    };
+    expect(ciliumPolicySchema.safeParse(fqdnDeny).success).toBe(false);
+  });
+});

@@ -1,0 +1,72 @@
+/**
+ * The DNS guard of one edge: its listeners, bindings, limits and metrics, started and stopped with the
+ * edge server. The edge server owns the policy and the event emitter; this only asks for them.
+ */
+import type { EventEmitter, Policy } from '@egress-guard/policy';
+import type { Registry } from 'prom-client';
+import type { EdgeDns } from '../config.js';
+import { DnsBindings } from './bindings.js';
+import { DnsGuard } from './dns-guard.js';
+import { DnsMetrics } from './dns-metrics.js';
+import { ExfiltrationTracker } from './exfiltration.js';
+import { DnsListener } from './listener.js';
+import { SourceRateLimiter } from './rate-limit.js';
+import { upstreamServers } from './upstream.js';
+
+/** A DNS listener as bound. */
+export interface BoundDnsListener {
+  host: string;
+  /** The UDP and TCP port. */
+  port: number;
+}
+
+/** The DNS guard's parts, for the edge server. */
+export class DnsService {
+  /** Name → address bindings from the answers handed out; the transparent claims check reads them. */
+  readonly bindings: DnsBindings;
+  private readonly listeners: DnsListener[] = [];
+  private readonly guard: DnsGuard;
+  private readonly metrics: DnsMetrics;
+
+  constructor(
+    private readonly settings: EdgeDns,
+    registry: Registry,
+    policy: () => Policy,
+    events: EventEmitter,
+    nextId: () => string,
+  ) {
+    this.bindings = new DnsBindings({ minTtlMs: settings.minTtl });
+    this.metrics = new DnsMetrics(registry);
+    this.guard = new DnsGuard({
+      policy,
+      events,
+      metrics: this.metrics,
+      bindings: this.bindings,
+      exfiltration: new ExfiltrationTracker(),
+      rateLimiter: new SourceRateLimiter({ perSecond: settings.rateLimit }),
+      servers: upstreamServers(settings.servers),
+      timeoutMs: settings.timeout,
+      refusal: settings.refusal,
+      nextId,
+    });
+  }
+
+  /** The listeners as bound. */
+  get bound(): BoundDnsListener[] {
+    return this.listeners.map((l) => ({ host: l.host, port: l.port }));
+  }
+
+  /** Binds every configured listener (UDP and TCP each); throws on the first that cannot bind. */
+  async start(): Promise<void> {
+    for (const { host, port } of this.settings.listen) {
+      const listener = new DnsListener(this.guard, this.metrics, host, port);
+      await listener.listen();
+      this.listeners.push(listener);
+    }
+  }
+
+  /** Closes every listener. */
+  async close(): Promise<void> {
+    await Promise.all(this.listeners.splice(0).map((l) => l.close()));
+  }
+}

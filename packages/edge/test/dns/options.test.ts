@@ -1,0 +1,91 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseEdgeArgs } from '../../../cli/src/commands/edge-args.js';
+import { EDGE_DEFAULTS, EdgeConfigError, resolveEdgeOptions } from '../../src/index.js';
+import { policyOf } from '../helpers/edge-kit.js';
+
+const policy = policyOf('version: 1\n');
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('DNS guard options', () => {
+  it('default to no listener, a 5 minute binding floor, REFUSED and 200 questions per second', () => {
+    const o = resolveEdgeOptions({ policy, listeners: [{ kind: 'explicit', port: 0 }] });
+    expect(o.dns).toMatchObject({ listen: [], minTtl: 300_000, refusal: 'refused', rateLimit: 200 });
+    expect(EDGE_DEFAULTS.dns.minTtl).toBe(300_000);
+  });
+
+  it('take listen addresses as text or objects, and list every problem', () => {
+    const o = resolveEdgeOptions({
+      policy,
+      listeners: [{ kind: 'explicit', port: 0 }],
+      dns: { listen: ['0.0.0.0:5353', '[::1]:53', { port: 0 }], minTtl: '10m', refusal: 'nxdomain' },
+    });
+    expect(o.dns.listen).toEqual([
+      { host: '0.0.0.0', port: 5353 },
+      { host: '::1', port: 53 },
+      { host: '127.0.0.1', port: 0 },
+    ]);
+    expect(o.dns.minTtl).toBe(600_000);
+    expect(() =>
+      resolveEdgeOptions({
+        policy,
+        listeners: [{ kind: 'explicit', port: 0 }],
+        dns: { listen: ['nowhere'], minTtl: 'soon', refusal: 'drop' as 'refused', rateLimit: 0 },
+      }),
+    ).toThrow(EdgeConfigError);
+    try {
+      resolveEdgeOptions({
+        policy,
+        listeners: [{ kind: 'explicit', port: 0 }],
+        dns: { listen: ['nowhere'], minTtl: 'soon', refusal: 'drop' as 'refused', rateLimit: 0 },
+      });
+    } catch (error) {
+      const problems = (error as EdgeConfigError).problems.join('\n');
+      expect(problems).toContain('dns.listen[0]');
+      expect(problems).toContain('dns.minTtl');
+      expect(problems).toContain('dns.refusal: expected refused or nxdomain, got "drop"');
+      expect(problems).toContain('dns.rateLimit');
+    }
+  });
+
+  it('come from --dns, --dns-min-ttl, --dns-refusal, --dns-rate-limit and the config file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-dns-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'p.yaml'), 'version: 1\n');
+    writeFileSync(
+      join(dir, 'edge.yaml'),
+      'policy: p.yaml\nexplicit: 127.0.0.1:3128\ndns:\n  listen: [127.0.0.1:5300]\n  minTtl: 1m\n',
+    );
+    const fromFile = parseEdgeArgs(['--config', join(dir, 'edge.yaml'), '--no-admin']);
+    expect(fromFile.dns).toMatchObject({ listen: ['127.0.0.1:5300'], minTtl: '1m' });
+    const fromFlags = parseEdgeArgs([
+      '--config',
+      join(dir, 'edge.yaml'),
+      '--no-admin',
+      '--dns',
+      '127.0.0.1:53',
+      '--dns',
+      '[::1]:53',
+      '--dns-min-ttl',
+      '2m',
+      '--dns-refusal',
+      'nxdomain',
+      '--dns-rate-limit',
+      '50',
+    ]);
+    expect(fromFlags.dns).toMatchObject({
+      listen: ['127.0.0.1:53', '[::1]:53'],
+      minTtl: '2m',
+      refusal: 'nxdomain',
+      rateLimit: '50',
+    });
+    expect(() => parseEdgeArgs(['--policy', join(dir, 'p.yaml'), '--explicit', ':0', '--dns-refusal', 'x'])).toThrow(
+      /--dns-refusal/,
+    );
+  });
+});
