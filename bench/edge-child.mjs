@@ -4,13 +4,22 @@
 // file through a pino destination, counted at the end so every flow is known to be logged.
 // argv[2], JSON: { upstreamPort, eventsFile, events? } where events is 'async' (default: an asynchronous
 // pino.destination, as the SDK's own default), 'sync', or 'discard' (no writes: for experiments only).
+import dns from 'node:dns';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { startEdge } from '@egress-guard/edge';
 import { parsePolicy } from '@egress-guard/policy';
 import pino from 'pino';
 import { serve } from './lib/rpc.mjs';
 
-const { upstreamPort, eventsFile, events = 'async' } = JSON.parse(process.argv[2]);
+// dnsServer (optional, `127.0.0.1:PORT`): the edge's own resolver asks it instead of the static resolver;
+// with dnsPerFlow, a fresh c-ares resolver per query, as the edge resolved before its answer cache
+// (bench/edge-resolver.mjs: what a resolver query per flow costs, and what the TTL cache saves).
+const { upstreamPort, eventsFile, events = 'async', dnsServer, dnsPerFlow } = JSON.parse(process.argv[2]);
+const perFlow = (method) => (name, options) => {
+  const resolver = new dns.promises.Resolver({ timeout: 2500, tries: 2 });
+  resolver.setServers([dnsServer]);
+  return resolver[method](name, options);
+};
 export const NAME = 'api.bench.test';
 
 const policy = parsePolicy(`version: 1
@@ -36,7 +45,11 @@ const edge = await startEdge({
     { kind: 'explicit', host: '127.0.0.1', port: 0 },
     { kind: 'sni', host: '127.0.0.1', port: 0, upstreamPort },
   ],
-  resolver: { resolve4: answer(4), resolve6: answer(6) },
+  ...(dnsServer && dnsPerFlow
+    ? { resolver: { resolve4: perFlow('resolve4'), resolve6: perFlow('resolve6') } }
+    : dnsServer
+      ? { dns: { servers: [dnsServer], hostsFile: false } }
+      : { resolver: { resolve4: answer(4), resolve6: answer(6) } }),
   destination,
   watch: false,
   // The benchmark holds 10,000 idle connections from one source address.

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
+import { measureCps } from './lib/cps.mjs';
 import { serve } from './lib/rpc.mjs';
 import { latencySummary } from './lib/stats.mjs';
 
@@ -137,26 +138,9 @@ serve({
 
   /** Connections per second: `concurrency` loops of new TLS connection + small request, bounded. */
   async cps({ target, concurrency, ms, count }) {
-    let started = 0;
-    let done = 0;
-    let errors = 0;
-    const t0 = performance.now();
-    const end = t0 + ms;
-    const loop = async () => {
-      while (started < count && performance.now() < end) {
-        started++;
-        try {
-          await oneSmall(target);
-          done++;
-        } catch (e) {
-          errors++;
-          noteError(e);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, loop));
-    const secs = (performance.now() - t0) / 1000;
-    return { connections: done, errors, secs, cps: done / secs, firstError };
+    const r = await measureCps({ concurrency, ms, count }, () => oneSmall(target));
+    if (r.firstError) noteError(r.firstError);
+    return { ...r, firstError };
   },
 
   /** `bytes` in total downloaded over `connections` parallel connections: bytes/second (set-up included). */

@@ -10,9 +10,12 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v sniproxy >/dev/null 2>&1 || need+=(sniproxy)
+# The DNS guard's peers (bench/dns.mjs): dnsmasq and unbound as allowlisting forwarders.
+command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
+command -v unbound >/dev/null 2>&1 || need+=(unbound)
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "peers: nginx (stream), haproxy, sniproxy already installed"
+  echo "peers: nginx (stream), haproxy, sniproxy, dnsmasq, unbound already installed"
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then

@@ -3,7 +3,7 @@
 //   node bench/run.mjs             everything (decider, SDK, edge with nginx/HAProxy/sniproxy), ~18 min
 //   node bench/run.mjs --quick     harness check for CI: tiny counts, SDK + edge against direct only, no
 //                                  peers, nothing written; figures are not meaningful, nothing is asserted
-//   --only=decider,sdk,edge        run some parts (docs/benchmarks.md is not written)
+//   --only=decider,sdk,edge,workers,resolver  run some parts (docs/benchmarks.md is not written)
 //   --no-peers                     skip nginx/HAProxy/sniproxy (docs/benchmarks.md is not written)
 //   --render=<report.json>         write docs/benchmarks.md again from a finished run's figures (e.g. after
 //                                  editing bench/findings.md), without measuring anything
@@ -13,7 +13,10 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runDeciderBench } from './decider.mjs';
+import { printDns, runDnsBench } from './dns.mjs';
 import { runEdgeBench } from './edge.mjs';
+import { printResolver, runResolverBench } from './edge-resolver.mjs';
+import { runWorkersBench } from './edge-workers.mjs';
 import { machine, machineLine } from './lib/machine.mjs';
 import { installPeers, peerVersions } from './lib/peers.mjs';
 import { renderMarkdown } from './lib/report.mjs';
@@ -92,6 +95,39 @@ if (part('edge')) {
   printEdge(report.edge);
 }
 
+if (part('resolver')) {
+  console.log(
+    '\n## edge resolver: a DNS query per flow vs answers cached for their TTL (CONNECT, new TLS + small request)',
+  );
+  report.resolver = await runResolverBench({
+    quick,
+    workDir: `${workDir}resolver`,
+    log: (l) => console.log(l),
+  });
+  printResolver(report.resolver, (l) => console.log(l));
+}
+
+if (part('workers')) {
+  console.log('\n## edge workers: connections per second, --workers 2 vs --workers 1 (plain TCP CONNECT)');
+  const w = await runWorkersBench({ quick, workDir: `${workDir}workers`, log: (l) => console.log(l) });
+  report.workers = w;
+  for (const n of [1, 2])
+    console.log(
+      `  ${n} worker${n > 1 ? 's' : ' '}  conn/s ${w.cps[n].map((x) => Math.round(x)).join(', ')}  median ${Math.round(w.median[n])}  edge CPU ${Math.round(w.cpu[n])} µs/conn  events ${w.logging[n].decisions}/${w.logging[n].completions}`,
+    );
+  console.log(
+    `  median ratio x${w.ratio.toFixed(2)}; the load's CPU ${Math.round(w.loadCpu)} µs/conn on the same cores caps it at about x${w.ceiling.toFixed(2)}`,
+  );
+}
+
+if (part('dns')) {
+  console.log(
+    '\n## DNS guard: the edge, dnsmasq and unbound as allowlisting forwarders, the upstream directly',
+  );
+  report.dns = await runDnsBench({ quick, workDir: `${workDir}dns`, log: (l) => console.log(l) });
+  printDns(report.dns, (l) => console.log(l));
+}
+
 report.machine.loadAfter = machine().load;
 report.seconds = (Date.now() - started) / 1000;
 
@@ -138,6 +174,7 @@ function allTargets(r) {
       });
   }
   for (const t of r.edge?.targets ?? []) out.push(t);
+  if (r.workers) out.push(r.workers.target);
   return out;
 }
 

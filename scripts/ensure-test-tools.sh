@@ -12,6 +12,11 @@ command -v iptables >/dev/null || need+=(iptables) # transparent-mode tests, in 
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v dig >/dev/null || need+=(dnsutils) # the edge's DNS guard is tested with a real client
 command -v chromium >/dev/null || need+=(chromium) # egress-guard report: the HTML page is rendered in a test
+# egress-guard export: the exported configurations are checked and run by the engines themselves.
+command -v nginx >/dev/null || need+=(nginx-light)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream) # stream + ssl_preread
+command -v haproxy >/dev/null || need+=(haproxy)
+squid -v 2>/dev/null | grep -q -- '--with-openssl' || need+=(squid-openssl) # peek/splice needs the TLS build
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

@@ -52,6 +52,7 @@ function describeErrors(event: Record<string, unknown>, errors: ErrorObject[] | 
         'egress.completion': 'CompletionEvent',
         'egress.breaker.state': 'BreakerEvent',
         'egress.events.dropped': 'DroppedEvent',
+        'egress.worker.exited': 'WorkerEvent',
       }[kind] ?? '');
   const relevant = (errors ?? []).filter((e) => !ref || e.schemaPath.includes(`/${ref}/`));
   return (relevant.length > 0 ? relevant : (errors ?? []))

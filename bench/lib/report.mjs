@@ -42,6 +42,7 @@ export function renderMarkdown(r, { findings = '' } = {}) {
   if (r.decider) out.push(...deciderSection(r.decider));
   if (r.sdk) out.push(...sdkSection(r.sdk));
   if (r.edge) out.push(...edgeSection(r.edge));
+  if (r.workers) out.push(...workersSection(r.workers));
   const analysis = findings.replace(/<!--[\s\S]*?-->/g, '').trim();
   if (analysis) out.push('## Where the time goes, and what would close the gaps', '', analysis, '');
   return `${out.join('\n')}\n`;
@@ -71,7 +72,44 @@ function targetRows(r) {
     }
   }
   for (const t of r.edge?.targets ?? []) rows.push([`edge: ${t.what}`, t.value, t.target, status(t)]);
+  if (r.workers)
+    rows.push([
+      r.workers.target.what,
+      r.workers.target.value,
+      r.workers.target.target,
+      status(r.workers.target),
+    ]);
   return rows;
+}
+
+/** bench/edge-workers.mjs: connections per second with 2 workers against 1, per round and as a median ratio. */
+function workersSection(w) {
+  const int = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a');
+  return [
+    '## Edge workers',
+    '',
+    `\`--workers 2\` against \`--workers 1\` (bench/edge-workers.mjs): ${w.plan.rounds} interleaved rounds of ${w.plan.cps.ms / 1000} s, ${w.plan.cps.concurrency} connections at a time, each a plain TCP \`CONNECT\` through the explicit listener and one byte each way (bench/edge-workers-load.mjs, one process, on the same two cores). The ratio is the median of the per-round ratios; CPU is the edge's whole process tree (primary and workers) from /proc.`,
+    '',
+    mdTable(
+      [
+        'workers',
+        'conn/s per round',
+        'median conn/s',
+        'edge CPU µs/conn (median)',
+        'decisions / completions logged',
+      ],
+      [1, 2].map((n) => [
+        String(n),
+        w.cps[n].map(int).join(', '),
+        int(w.median[n]),
+        int(w.cpu[n]),
+        `${w.logging[n]?.decisions ?? 'n/a'} / ${w.logging[n]?.completions ?? 'n/a'}`,
+      ]),
+    ),
+    '',
+    `Median ratio: **x${w.ratio.toFixed(2)}**.${w.errors ? ` ${w.errors} connections failed.` : ''} The load generator itself used ${int(w.loadCpu)} µs of CPU per connection on the same two cores: with one worker the edge is held to one core, with two the edge and the load share both, so on this machine the ratio cannot exceed about x${w.ceiling.toFixed(2)} (2 / (1 + load CPU / edge CPU)), however well the workers scale.`,
+    '',
+  ];
 }
 
 function methodSection(r) {

@@ -13,7 +13,10 @@ type Options = NonNullable<ParseArgsConfig['options']>;
  *
  * @throws {@link UsageError} naming the unknown flag, the flag missing its value or the switch given a value.
  */
-export function parseCommandArgs<O extends Options>(args: string[], options: O) {
+export function parseCommandArgs<O extends Options>(
+  args: string[],
+  options: O,
+): ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>> {
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (error) {

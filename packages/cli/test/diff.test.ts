@@ -135,12 +135,12 @@ allow:
   });
 
   it('refuses bad input in one line', async () => {
-    expect((await run('diff', logs.policyFile)).code).toBe(1);
+    expect((await run('diff', logs.policyFile)).code).toBe(2); // usage errors exit 2
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'version: 2\n');
     const r = await run('diff', bad, logs.sdk);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/bad\.yaml:1:\d+ .*version must be 1/);
-    expect((await run('diff', logs.policyFile, logs.sdk, '--top', '0')).code).toBe(1);
+    expect((await run('diff', logs.policyFile, logs.sdk, '--top', '0')).code).toBe(2);
   });
 });

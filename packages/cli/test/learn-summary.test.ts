@@ -122,7 +122,12 @@ describe('summary events in learn, diff and report', () => {
     expect(text).toContain('2,000 decisions (2,000 allowed)');
     expect(text).toContain('2,000 of them counted in summaries (egress.summary)');
     expect(text).toContain('methods and paths not restricted: summaries (egress.summary) do not log them');
-    expect(rules.some((x) => x.hosts?.includes('pastebin.com'))).toBe(true);
+    // The policy in force denied pastebin.com in enforce mode: left out, and said so.
+    expect(rules.some((x) => x.hosts?.includes('pastebin.com'))).toBe(false);
+    expect(text).toMatch(/^# {3}https:\/\/pastebin\.com:443 POST \/\S* \(service payments\): 1 decision, /m);
+    const included = await run('learn', log, '--include-denied');
+    const withDenied = parsePolicy(included.out).document.services?.payments?.allow ?? [];
+    expect(withDenied.find((x) => x.hosts?.includes('pastebin.com'))).toMatchObject({ methods: ['POST'] });
   });
 
   it('diff weighs a summary by its count', async () => {

@@ -131,25 +131,105 @@ describe('egress-guard learn', () => {
   });
 
   it('--mode report with --report-until writes a report-mode policy; to stdout without --out', async () => {
-    const r = await run('learn', logs.edge, '--mode', 'report', '--report-until', '2026-03-01');
-    expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^mode: report\nreportUntil: "2026-03-01"$/m);
+    const r = await run('learn', logs.edge, '--mode', 'report', '--report-until', '2099-03-01');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^mode: report\nreportUntil: "2099-03-01"$/m);
     const file = join(dir, 'report-mode.yaml');
     writeFileSync(file, `${r.out}\n`);
     expect((await run('lint', file)).code).toBe(0);
   });
 
   it('refuses bad input in one line', async () => {
-    expect((await run('learn')).code).toBe(1);
+    expect((await run('learn')).code).toBe(2); // usage errors and unreadable files exit 2
     const missing = await run('learn', join(dir, 'nope.jsonl'));
-    expect(missing).toMatchObject({ code: 1 });
+    expect(missing).toMatchObject({ code: 2 });
     expect(missing.err).toMatch(/nope\.jsonl: file not found/);
     const empty = join(dir, 'empty.jsonl');
     writeFileSync(empty, 'just an application log line\n');
     const none = await run('learn', empty);
     expect(none.code).toBe(1);
     expect(none.err).toMatch(/no decision events in 1 file \(1 other line skipped\)/);
-    expect((await run('learn', logs.sdk, '--wildcard-threshold', '1')).code).toBe(1);
-    expect((await run('learn', logs.sdk, '--report-until', '2026-03-01')).code).toBe(1);
+    expect((await run('learn', logs.sdk, '--wildcard-threshold', '1')).code).toBe(2);
+    expect((await run('learn', logs.sdk, '--report-until', '2026-03-01')).code).toBe(2);
+  });
+
+  it('refuses a --report-until that is not a date, or is past, instead of writing a file lint rejects', async () => {
+    const out = join(dir, 'not-written.yaml');
+    const bad = await run('learn', logs.sdk, '--mode', 'report', '--report-until', 'notadate', '--out', out);
+    expect(bad.code).toBe(2);
+    expect(bad.err.split('\n')).toHaveLength(1);
+    expect(bad.err).toMatch(/--report-until: "notadate" is not a date \(write 2027-01-31/);
+    const past = await run(
+      'learn',
+      logs.sdk,
+      '--mode',
+      'report',
+      '--report-until',
+      '2020-01-01',
+      '--out',
+      out,
+    );
+    expect(past.code).toBe(2);
+    expect(past.err).toMatch(/--report-until: 2020-01-01 is in the past/);
+    expect(() => readFileSync(out)).toThrow(/ENOENT/);
+  });
+
+  it('leaves out what the policy in force denied in enforce mode, listed in comments; --include-denied learns it', async () => {
+    // The edge enforced from minute 80: hooks.slack.com flows after that were denied (host_not_allowed).
+    expect(text).toMatch(
+      /^# Seen, and denied by the policy in force in enforce mode; not allowed here \(--include-denied learns them\):$/m,
+    );
+    expect(text).toMatch(
+      /^# {3}https:\/\/hooks\.slack\.com:443 \(service payments\): 5 decisions, host_not_allowed, last /m,
+    );
+    // Its reported flows (before minute 80) are still learned: only the denied decisions are left out.
+    expect(text).toMatch(/# 5 decisions \(0 allowed, 5 reported\)[^\n]*\n[^\n]*hooks edge\.explicit/);
+    const included = await run('learn', logs.edge, '--include-denied');
+    expect(included.code).toBe(0);
+    expect(included.out).toMatch(/# 10 decisions \(0 allowed, 5 reported, 5 denied\)/);
+    expect(included.out).not.toMatch(/not allowed here/);
+  });
+
+  it('learns per scheme and port: a PUT /admin seen on one port is not allowed on another', async () => {
+    const file = join(dir, 'ports.jsonl');
+    const line = (port: number, method: string, path: string, scheme = 'https') =>
+      JSON.stringify({
+        'event.name': 'egress.decision',
+        'egress.schema': 1,
+        'egress.source': 'sdk',
+        'egress.id': `p-${port}-${method}`,
+        'egress.decision': 'reported',
+        'egress.reason': 'host_not_allowed',
+        'egress.mode': 'report',
+        'egress.policy.hash': 'h',
+        'egress.hook': 'fetch',
+        'url.scheme': scheme,
+        'server.address': 'api.example.com',
+        'server.port': port,
+        'http.request.method': method,
+        'url.path': path,
+      });
+    const lines = [
+      line(8443, 'PUT', '/admin'),
+      line(443, 'GET', '/status'),
+      line(443, 'POST', '/v1/x'),
+      line(80, 'GET', '/status', 'http'),
+    ];
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const r = await run('learn', file);
+    expect(r.code, r.err).toBe(0);
+    const policy = parsePolicy(r.out);
+    const decide = (scheme: 'https' | 'http', port: number, method: string, path: string) =>
+      policy.decide({ scheme, host: 'api.example.com', port, method, path }).result;
+    expect(decide('https', 8443, 'PUT', '/admin')).toBe('allowed');
+    expect(decide('https', 443, 'GET', '/status')).toBe('allowed');
+    expect(decide('https', 443, 'POST', '/v1/x')).toBe('allowed');
+    expect(decide('http', 80, 'GET', '/status')).toBe('allowed');
+    expect(decide('https', 443, 'PUT', '/admin')).toBe('denied');
+    expect(decide('http', 8443, 'PUT', '/admin')).toBe('denied');
+    expect(decide('https', 443, 'POST', '/status')).toBe('denied');
+    expect(decide('https', 443, 'GET', '/v1/x')).toBe('denied');
+    expect(decide('http', 80, 'POST', '/v1/x')).toBe('denied');
+    expect(decide('http', 443, 'GET', '/status')).toBe('denied');
   });
 });

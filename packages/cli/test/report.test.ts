@@ -142,8 +142,9 @@ describe('egress-guard report', () => {
   }, 90_000);
 
   it('refuses bad input in one line', async () => {
-    expect((await run('report', logs.sdk)).code).toBe(1);
-    expect((await run('report', '--html', join(dir, 'x.html'))).code).toBe(1);
+    // Usage errors exit 2.
+    expect((await run('report', logs.sdk)).code).toBe(2);
+    expect((await run('report', '--html', join(dir, 'x.html'))).code).toBe(2);
     const empty = join(dir, 'empty.jsonl');
     writeFileSync(empty, '\n');
     const r = await run('report', empty, '--html', join(dir, 'x.html'));

@@ -179,12 +179,17 @@ export class BoundHistogram<L extends string = never> extends Family<L, Histogra
     return new HistogramChild(this.bounds);
   }
   protected samples(labels: LabelValues<L>, child: HistogramChild, into: Sample[]): void {
+    // `le` first, as prom-client writes its own histograms.
     let cumulative = 0;
     for (let i = 0; i < this.bounds.length; i++) {
       cumulative += child.counts[i]!;
-      into.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le: this.bounds[i]! }, value: cumulative });
+      into.push({
+        metricName: `${this.name}_bucket`,
+        labels: { le: this.bounds[i]!, ...labels },
+        value: cumulative,
+      });
     }
-    into.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le: '+Inf' }, value: child.count });
+    into.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf', ...labels }, value: child.count });
     into.push({ metricName: `${this.name}_sum`, labels, value: child.sum });
     into.push({ metricName: `${this.name}_count`, labels, value: child.count });
   }

@@ -11,6 +11,7 @@ import {
   type Scheme,
 } from '@egress-guard/policy';
 
+import { decisionsFor } from './decision-memo.js';
 import type { EdgeRuntime } from './runtime.js';
 import { ALERT } from './tls-wire.js';
 
@@ -71,6 +72,7 @@ export async function resolveDestination(
   checks: Checks,
 ): Promise<DestinationResult> {
   const now = Date.now();
+  const decider = decisionsFor(policy);
   const base = { scheme: q.scheme, port: q.port, service: q.service, method: q.method, path: q.path };
   if (q.original !== undefined) {
     const address = q.original;
@@ -78,26 +80,26 @@ export async function resolveDestination(
       // The claim is an address: it must be the one the client connected to.
       if (q.literal !== address) {
         const how = `the request names the address ${q.literal} but the client connected to ${address}`;
-        if (checks.fail(refineDecision(policy.decide({ ...base, address }, now), 'dns_mismatch', how))) {
+        if (checks.fail(refineDecision(decider.decide({ ...base, address }, now), 'dns_mismatch', how))) {
           return { status: 'decided', decision: checks.denied!, dial: [] };
         }
       }
-      const decision = policy.decide({ ...base, address }, now);
+      const decision = decider.decide({ ...base, address }, now);
       checks.fail(decision);
       return { status: 'decided', decision, dial: decision.allowed ? [address] : [] };
     }
     if (q.name !== undefined && !(await rt.resolver.resolvesTo(q.name, address))) {
       const how = `${q.name} does not resolve to ${address}, the address the client connected to (checked through the edge's resolver)`;
-      if (checks.fail(refineDecision(policy.decide({ ...base, host: q.name }, now), 'dns_mismatch', how))) {
+      if (checks.fail(refineDecision(decider.decide({ ...base, host: q.name }, now), 'dns_mismatch', how))) {
         return { status: 'decided', decision: checks.denied!, dial: [] };
       }
     }
-    const decision = policy.decide({ ...base, host: q.name, address }, now);
+    const decision = decider.decide({ ...base, host: q.name, address }, now);
     checks.fail(decision);
     return { status: 'decided', decision, dial: decision.allowed ? [address] : [] };
   }
   if (q.literal !== undefined) {
-    const decision = policy.decide({ ...base, host: q.literal, address: q.literal }, now);
+    const decision = decider.decide({ ...base, host: q.literal, address: q.literal }, now);
     checks.fail(decision);
     return { status: 'decided', decision, dial: decision.allowed ? [q.literal] : [] };
   }
@@ -105,7 +107,7 @@ export async function resolveDestination(
   const addresses = await rt.resolver.resolve(q.name);
   rt.metrics.dnsNames.set(rt.resolver.size);
   if (addresses.length === 0) return { status: 'unresolved' };
-  const result = decideAddresses(policy, { ...base, host: q.name }, addresses, Date.now());
+  const result = decideAddresses(decider, { ...base, host: q.name }, addresses, Date.now());
   checks.fail(result.decision);
   return { status: 'decided', decision: result.decision, dial: result.dial };
 }

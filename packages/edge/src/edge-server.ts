@@ -20,7 +20,6 @@ import { canonicalAddress, ResolverCache, resolverFromLookup } from './claims.js
 import type { EdgeLimits, ListenerKind, ListenerOptions, ResolvedEdgeOptions } from './config.js';
 import { Connection } from './connection.js';
 import { type BoundDnsListener, DnsService } from './dns/dns-service.js';
-import { httpError } from './replies.js';
 import { FlowRecord } from './flow-record.js';
 import { HttpForwarder } from './http-forwarder.js';
 import { ConnectionLimiter, isRefusal, type LimitRefusal } from './limits.js';
@@ -28,8 +27,10 @@ import { connectAfterRequests, handleExplicit } from './listeners/explicit-proxy
 import { handleSniRouted } from './listeners/sni-routed.js';
 import { handleTransparent } from './listeners/transparent.js';
 import { EdgeMetrics } from './metrics.js';
+import { assertOriginalDestination } from './original-destination.js';
 import { PolicyWatcher } from './policy-watcher.js';
 import { ProxyAuth } from './proxy-auth/index.js';
+import { httpError } from './replies.js';
 import { SystemResolver } from './resolver.js';
 import type { EdgeRuntime } from './runtime.js';
 
@@ -122,12 +123,18 @@ export class EdgeServer implements EdgeRuntime {
     this.metrics.setPolicy(policy.hash);
     this.dns =
       options.dns.listen.length > 0 && this.role === 'single'
-        ? new DnsService(options.dns, this.metrics.registry, () => this.current, this.events, () =>
-            this.nextId(),
+        ? new DnsService(
+            options.dns,
+            this.metrics.registry,
+            () => this.current,
+            this.events,
+            () => this.nextId(),
           )
         : undefined;
     // Read at construction: a secrets file that cannot be used stops the edge before it listens.
-    this.proxyAuth = options.proxyAuth ? new ProxyAuth(options.proxyAuth) : undefined;
+    this.proxyAuth = options.proxyAuth
+      ? new ProxyAuth(options.proxyAuth, { onRejected: (problems) => this.rejectProxyAuth(problems) })
+      : undefined;
     this.names =
       options.resolver || options.lookup
         ? undefined
@@ -205,6 +212,10 @@ export class EdgeServer implements EdgeRuntime {
    */
   async start(listeners: readonly ListenerOptions[] = this.options.listeners): Promise<void> {
     if (this.started) throw new Error('the edge server is already started');
+    // Refuse at start, with the reason (not Linux, koffi not installed), rather than deny every connection.
+    if (listeners.some((l) => l.kind === 'transparent' && l.originalDestination === undefined)) {
+      assertOriginalDestination();
+    }
     this.started = true;
     try {
       for (const l of listeners) await this.listen(l as ResolvedListener);
@@ -453,19 +464,23 @@ export class EdgeServer implements EdgeRuntime {
   }
 
   /**
-   * Reads the proxy credentials again with the policy. A file that cannot be used keeps the credentials in
-   * force and writes `egress.policy.rejected` naming the secrets file (its problems never quote a token).
+   * Reads the proxy credentials again with the policy (they are also read when the file changes). A file
+   * that cannot be used keeps the credentials in force and writes `egress.policy.rejected` naming the
+   * secrets file (its problems never quote a token).
    */
   private reloadProxyAuth(): void {
     const result = this.proxyAuth?.reload();
-    if (!result || result.ok) return;
+    if (result && !result.ok) this.rejectProxyAuth(result.problems);
+  }
+
+  private rejectProxyAuth(problems: readonly string[]): void {
     this.events.emit({
       'event.name': 'egress.policy.rejected',
       'egress.schema': 1,
       'egress.source': 'edge',
       'egress.policy.hash': this.current.hash,
       'egress.policy.file': this.proxyAuth!.file,
-      'egress.policy.problems': [...result.problems],
+      'egress.policy.problems': [...problems],
     });
   }
 

@@ -22,13 +22,6 @@ export const HOOKS: Readonly<Record<ListenerKind, 'edge.explicit' | 'edge.transp
  */
 export type FlowOutcome = 'ok' | 'denied' | 'timeout' | 'error' | 'tls';
 
-/** The completion event with the edge's additions (the client's highest offered TLS version). */
-export type EdgeCompletionEvent = CompletionEvent & {
-  'client.address'?: string | undefined;
-  'egress.tls.client_max_version'?: string | undefined;
-  'tls.client.server_name'?: string | undefined;
-};
-
 /** What the flow learnt from the wire, for its events. */
 export interface FlowFacts {
   serverName?: string | undefined;
@@ -133,7 +126,7 @@ export class FlowRecord {
     const d = this.decision;
     const f = this.facts;
     const durationMs = performance.now() - this.started;
-    const event: EdgeCompletionEvent = {
+    const event: CompletionEvent = {
       'event.name': 'egress.completion',
       'egress.schema': 1,
       'egress.source': 'edge',

@@ -97,7 +97,10 @@ export function parseHostsFile(text: string): Map<string, HostsEntry> {
       const name = field.toLowerCase().replace(/\.$/, '');
       if (name === '') continue;
       let entry = table.get(name);
-      if (!entry) table.set(name, (entry = { v4: [], v6: [] }));
+      if (!entry) {
+        entry = { v4: [], v6: [] };
+        table.set(name, entry);
+      }
       const list = family === 4 ? entry.v4 : entry.v6;
       if (!list.includes(address)) list.push(address);
     }

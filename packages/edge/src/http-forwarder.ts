@@ -12,6 +12,7 @@ import { canonicalAddress, sameName } from './claims.js';
 import type { EdgeLimits } from './config.js';
 import type { Connection } from './connection.js';
 
+import { decisionsFor } from './decision-memo.js';
 import { Checks, type DestinationQuery, resolveDestination } from './destination.js';
 import { DialError, dial } from './dialer.js';
 import type { FlowRecord } from './flow-record.js';
@@ -389,9 +390,9 @@ export class HttpForwarder implements PlainHttpServer {
     const dest = { scheme, port: target.port, method, path, service } as const;
     const decision =
       name !== undefined || literal !== undefined
-        ? policy.decide({ ...dest, host: name ?? literal }, now)
+        ? decisionsFor(policy).decide({ ...dest, host: name ?? literal }, now)
         : original !== undefined
-          ? policy.decide({ ...dest, address: original }, now)
+          ? decisionsFor(policy).decide({ ...dest, address: original }, now)
           : blankDecision(policy, service, target.port, now);
     const checks = new Checks();
     const denied = (httpStatus = 403) => ({
@@ -446,7 +447,7 @@ export class HttpForwarder implements PlainHttpServer {
         signal: abort.signal,
       });
       conn.addUpstream(upstream);
-      rt.metrics.connect.observe({ listener: conn.listener }, (performance.now() - started) / 1000);
+      rt.metrics.forListener(conn.listener).connect.observe((performance.now() - started) / 1000);
       return upstream;
     } finally {
       client.off('close', onClose);

@@ -6,7 +6,7 @@
  * facts the edge can check itself, then relayed unchanged. Start one with {@link startEdge}.
  */
 import { loadPolicyFile, type Policy } from '@egress-guard/policy';
-import { type EdgeOptions, resolveEdgeOptions } from './config.js';
+import { EdgeConfigError, type EdgeOptions, resolveEdgeOptions } from './config.js';
 import { EdgeServer } from './edge-server.js';
 
 export { ADMIN_LIMITS } from './admin-server.js';
@@ -54,13 +54,25 @@ export type { DnsRefusal } from './dns/dns-guard.js';
 export { DNS_METRIC_NAMES } from './dns/dns-metrics.js';
 export type { BoundDnsListener } from './dns/dns-service.js';
 export { type BoundListener, EdgeServer, type EdgeStats } from './edge-server.js';
-export { type EdgeCompletionEvent, type FlowOutcome, HOOKS } from './flow-record.js';
+export { type FlowOutcome, HOOKS } from './flow-record.js';
+export { HostsFile, type HostsFileOptions } from './hosts-file.js';
 export { METRIC_NAMES } from './metrics.js';
 export {
   type OriginalDestination,
   originalDestination,
   supportsOriginalDestination,
 } from './original-destination.js';
+export {
+  type CredentialTable,
+  ProxyAuth,
+  type ProxyAuthOptions,
+  type ProxyAuthResult,
+  readSecretsFile,
+  type SecretsFile,
+  SecretsFileError,
+  tokenDigest,
+} from './proxy-auth/index.js';
+export { DEFAULT_HOSTS_FILE, SystemResolver, type SystemResolverOptions } from './resolver.js';
 export {
   EdgeWorkers,
   type EdgeWorkersStats,
@@ -78,6 +90,12 @@ export {
  */
 export async function startEdge(options: EdgeOptions): Promise<EdgeServer> {
   const resolved = resolveEdgeOptions(options);
+  if (resolved.workers > 1) {
+    // Never one process where N were asked for.
+    throw new EdgeConfigError([
+      `workers: startEdge runs the edge in this process; for ${resolved.workers} workers use startEdgeWorkers`,
+    ]);
+  }
   const policy: Policy =
     typeof resolved.policy === 'string' ? await loadPolicyFile(resolved.policy) : resolved.policy;
   const server = new EdgeServer(resolved, policy);

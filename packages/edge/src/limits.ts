@@ -21,25 +21,9 @@ export class ConnectionLimiter {
    * @param maxPerSource Connections open at once from one client address.
    */
   constructor(
-    private maxTotal: number,
-    private maxPerSource: number,
+    private readonly maxTotal: number,
+    private readonly maxPerSource: number,
   ) {}
-
-  /** Open connections. */
-  get open(): number {
-    return this.total;
-  }
-
-  /** Open connections from `source`. */
-  openFrom(source: string): number {
-    return this.perSource.get(source) ?? 0;
-  }
-
-  /** Changes the limits; connections already open are kept. */
-  setLimits(maxTotal: number, maxPerSource: number): void {
-    this.maxTotal = maxTotal;
-    this.maxPerSource = maxPerSource;
-  }
 
   /** Takes a slot for a connection from `source`, or says which limit refuses it. */
   acquire(source: string): ConnectionSlot | LimitRefusal {

@@ -33,7 +33,8 @@ const SOCKADDR_IN6_SIZE = 28;
 
 type GetsockoptFn = (fd: number, level: number, name: number, value: Buffer, length: Buffer) => number;
 
-interface Native {
+/** libc's getsockopt, declared through koffi. */
+export interface Native {
   getsockopt: GetsockoptFn;
   errno: () => number;
 }
@@ -48,30 +49,74 @@ let native: Native | Error | undefined;
 function loadNative(): Native {
   if (native instanceof Error) throw native;
   if (native) return native;
+  // The package is built to both ESM and CJS: CJS has __filename; ESM has import.meta.url, which the
+  // CJS build leaves empty, so it is read only without __filename. (Not `typeof require`: bundlers
+  // replace `require` in ESM output with a shim that exists but throws.)
+  const base = typeof __filename === 'string' ? __filename : import.meta.url;
   try {
-    if (process.platform !== 'linux') {
-      throw new Error(`SO_ORIGINAL_DST exists only on Linux (this is ${process.platform})`);
+    native = bindGetsockopt(createRequire(base));
+    return native;
+  } catch (err) {
+    native = err as Error;
+    throw native;
+  }
+}
+
+/**
+ * koffi is an optional peer dependency of the edge (28 MiB of prebuilt binaries that only the transparent
+ * listener needs): installed by those who run one, absent for everyone else. Without it, this says which
+ * package to install.
+ */
+export const KOFFI_MISSING =
+  'transparent mode needs the koffi package, an optional peer dependency of @egress-guard/edge: install it beside the edge (npm install koffi)';
+
+/**
+ * Declares libc's getsockopt through koffi, loaded with `load` (the edge's own `require`; tests pass one
+ * that fails as a missing package does).
+ *
+ * @throws An Error saying why transparent mode is unavailable: not Linux, koffi not installed
+ * ({@link KOFFI_MISSING}), or koffi unable to load.
+ */
+export function bindGetsockopt(load: (id: string) => unknown): Native {
+  if (process.platform !== 'linux') {
+    throw new Error(
+      `transparent mode is unavailable: SO_ORIGINAL_DST exists only on Linux (this is ${process.platform})`,
+    );
+  }
+  let koffi: typeof import('koffi');
+  try {
+    koffi = load('koffi') as typeof import('koffi');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') {
+      throw new Error(KOFFI_MISSING, { cause: err });
     }
-    // The package is built to both ESM and CJS: CJS has __filename; ESM has import.meta.url, which the
-    // CJS build leaves empty, so it is read only without __filename. (Not `typeof require`: bundlers
-    // replace `require` in ESM output with a shim that exists but throws.)
-    const base = typeof __filename === 'string' ? __filename : import.meta.url;
-    const koffi = createRequire(base)('koffi') as typeof import('koffi');
+    throw new Error(`transparent mode is unavailable: koffi does not load (${(err as Error).message})`, {
+      cause: err,
+    });
+  }
+  try {
     const libc = koffi.load('libc.so.6');
     // Both pointers are passed as Buffers: koffi hands the native function a pointer into the Buffer's
     // memory for the call, so the kernel writes straight into it.
     const getsockopt = libc.func(
       'int getsockopt(int sockfd, int level, int optname, void *optval, void *optlen)',
     ) as unknown as GetsockoptFn;
-    native = { getsockopt, errno: () => koffi.errno() };
-    return native;
+    return { getsockopt, errno: () => koffi.errno() };
   } catch (err) {
-    native = new Error(
+    throw new Error(
       `transparent mode is unavailable: cannot call getsockopt through koffi (${(err as Error).message})`,
       { cause: err },
     );
-    throw native;
   }
+}
+
+/**
+ * Throws, saying why, when {@link originalDestination} cannot work in this process (not Linux, koffi not
+ * installed or not loading). The edge calls it before binding a transparent listener.
+ */
+export function assertOriginalDestination(): void {
+  loadNative();
 }
 
 /**

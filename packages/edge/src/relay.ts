@@ -79,7 +79,7 @@ export async function relay(
   }
   client.off('close', onClientClose);
   conn.addUpstream(upstream);
-  rt.metrics.connect.observe({ listener: conn.listener }, (performance.now() - started) / 1000);
+  rt.metrics.forListener(conn.listener).connect.observe((performance.now() - started) / 1000);
   if (client.destroyed) {
     upstream.destroy();
     flow.complete('ok', conn.abortReason ?? 'client_closed');

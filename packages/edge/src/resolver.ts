@@ -123,7 +123,9 @@ export class SystemResolver implements EdgeResolver {
       // Resolver by TTL on its own clock, which would answer for this cache after clear() or expiry.
       const resolver = this.freshResolver();
       const answers =
-        family === 4 ? await resolver.resolve4(name, { ttl: true }) : await resolver.resolve6(name, { ttl: true });
+        family === 4
+          ? await resolver.resolve4(name, { ttl: true })
+          : await resolver.resolve6(name, { ttl: true });
       // The set is as fresh as its shortest-lived record.
       keep(answers, answers.length === 0 ? 0 : Math.min(...answers.map((a) => a.ttl)) * 1000);
       return answers;
@@ -136,7 +138,10 @@ export class SystemResolver implements EdgeResolver {
   }
 
   private freshResolver(): dns.promises.Resolver {
-    const resolver = new dns.promises.Resolver({ timeout: Math.max(1, Math.floor(this.timeout / 2)), tries: 2 });
+    const resolver = new dns.promises.Resolver({
+      timeout: Math.max(1, Math.floor(this.timeout / 2)),
+      tries: 2,
+    });
     if (this.servers && this.servers.length > 0) resolver.setServers(this.servers);
     return resolver;
   }

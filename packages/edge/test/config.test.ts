@@ -233,7 +233,7 @@ describe('resolveEdgeOptions: the schema', () => {
       'limits.idleTimout: unknown option (did you mean "idleTimeout"?)',
       'dns.server: unknown option (did you mean "servers"?)',
       'signal: unknown option (did you mean "signals"?)',
-      'colour: unknown option (known options here: policy, listeners, admin, limits, dns, watch, watchDebounce, signals, events, logger, destination, resolver, lookup, registry, defaultMetrics, workers)',
+      'colour: unknown option (known options here: policy, listeners, admin, limits, dns, watch, watchDebounce, signals, events, logger, destination, resolver, lookup, registry, defaultMetrics, workers, proxyAuth)',
     ]);
   });
 

@@ -19,6 +19,7 @@ import {
 } from './helpers/edge-kit.js';
 import {
   buildClientHello,
+  ext,
   frame,
   keyShareExt,
   modernHello,
@@ -113,8 +114,40 @@ describe('HelloRetryRequest', () => {
       Buffer.concat([Buffer.from([0x14, 0x03, 0x03, 0x00, 0x01, 0x01]), frame(second, [], 0x0303)]),
     );
     await untilClosed(tunnel.socket);
-    const { completion } = await t.capture.completed({ 'egress.rule': 'api' });
+    const { decision, completion } = await t.capture.completed({ 'egress.rule': 'api' });
     expect(completion).toMatchObject({ 'egress.outcome': 'denied', 'egress.close_reason': 'sni_mismatch' });
+    // The refusal is the flow's one decision: a query for denied decisions finds it.
+    expect(decision).toMatchObject({ 'egress.decision': 'denied', 'egress.reason': 'sni_mismatch' });
+    expect(String(decision['egress.message'])).toContain('evil.test');
+    expect(t.capture.decisions()).toHaveLength(1);
+    expect(handshakes).toBe(0);
+  });
+
+  it('closes the flow when the second ClientHello carries ECH, and the decision says so (ech_present)', async () => {
+    const tunnel = await connectTunnel(t.port('explicit'), `api.test:${port}`);
+    const received: Buffer[] = [];
+    tunnel.socket.on('data', (c: Buffer) => received.push(c));
+    tunnel.socket.resume();
+    tunnel.socket.write(frame(modernHello('api.test')));
+    await waitFor(() => Buffer.concat(received).length > 5 || undefined, 5000, 'the HelloRetryRequest');
+    const second = buildClientHello({
+      extensions: [
+        sniExt('api.test'),
+        supportedGroupsExt(0x1d, 0x17),
+        sigAlgsExt(),
+        supportedVersionsExt(0x0304),
+        keyShareExt(0x17, 65),
+        ext(0xfe0d, Buffer.alloc(16, 1)),
+      ],
+    });
+    tunnel.socket.write(
+      Buffer.concat([Buffer.from([0x14, 0x03, 0x03, 0x00, 0x01, 0x01]), frame(second, [], 0x0303)]),
+    );
+    await untilClosed(tunnel.socket);
+    const { decision, completion } = await t.capture.completed({ 'egress.rule': 'api' });
+    expect(decision).toMatchObject({ 'egress.decision': 'denied', 'egress.reason': 'ech_present' });
+    expect(completion).toMatchObject({ 'egress.outcome': 'denied', 'egress.close_reason': 'ech_present' });
+    expect(t.capture.decisions()).toHaveLength(1);
     expect(handshakes).toBe(0);
   });
 });

@@ -4,8 +4,9 @@
  * flows), never when the TTL is 0, and forgotten on a reload. Proved by what the loopback DNS server and
  * the upstream saw.
  */
-import http from 'node:http';
+
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -84,7 +85,10 @@ describe('the hosts file', () => {
 
   beforeAll(async () => {
     hosts = join(dir, 'hosts');
-    await writeFile(hosts, '# test hosts\n127.0.0.1\tlocalhost pinned.test  # trailing comment\n::1 localhost\n');
+    await writeFile(
+      hosts,
+      '# test hosts\n127.0.0.1\tlocalhost pinned.test  # trailing comment\n::1 localhost\n',
+    );
     t = await startTestEdge({
       policy: policyOf(POLICY),
       listeners: [{ kind: 'explicit', port: 0 }],
@@ -139,7 +143,8 @@ describe('the answer cache', () => {
       dns: { servers: servers(), hostsFile: false },
     });
     try {
-      for (let i = 0; i < 5; i++) expect(await viaProxy(t.port('explicit'), 'cached.test', `/${i}`)).toBe(200);
+      for (let i = 0; i < 5; i++)
+        expect(await viaProxy(t.port('explicit'), 'cached.test', `/${i}`)).toBe(200);
       expect(web.requests).toHaveLength(5);
       expect(asked('cached.test', 'A')).toBe(1);
       // No AAAA record: "no data" is kept briefly too, so an IPv4-only name costs one AAAA query.

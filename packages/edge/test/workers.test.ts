@@ -12,7 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { egressEventSchema } from '@egress-guard/policy';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RecordingServer, startTcpServer } from '../../../test/support/index.js';
-import { EdgeConfigError, startEdgeWorkers } from '../src/index.js';
+import { EdgeConfigError, startEdge, startEdgeWorkers } from '../src/index.js';
 import { connectTunnel, echo, staticResolver, TEST_PORTS, tempDir, waitFor } from './helpers/edge-kit.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -26,14 +26,15 @@ allow:
 
 const CHILD = `
 import { startEdgeWorkers } from ${JSON.stringify(pathToFileURL(`${REPO}packages/edge/src/index.ts`).href)};
-const [policy, workers] = process.argv.slice(2);
+const [policy, workers, watch] = process.argv.slice(2);
 const edge = await startEdgeWorkers({
   policy,
   workers: Number(workers),
   listeners: [{ kind: 'explicit', host: '127.0.0.1', port: 0 }],
   admin: { host: '127.0.0.1', port: 0 },
   signals: true,
-  watch: false,
+  watch: watch === 'watch',
+  watchDebounce: '100ms',
   limits: { drainTimeout: '5s' },
 });
 process.stderr.write('READY ' + JSON.stringify({ port: edge.listeners[0].port, admin: edge.adminAddress.port, pids: edge.workerPids }) + '\\n');
@@ -61,7 +62,7 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function startChild(policyFile: string, workers: number): Promise<Child> {
+async function startChild(policyFile: string, workers: number, watch = false): Promise<Child> {
   const script = await dir!.write('edge-workers-child.mts', CHILD);
   const tsconfig = await dir!.write(
     'tsconfig.json',
@@ -71,10 +72,14 @@ async function startChild(policyFile: string, workers: number): Promise<Child> {
     }),
   );
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  const proc = spawn(process.execPath, ['--import', tsx, script, policyFile, String(workers)], {
-    env: { ...process.env, TSX_TSCONFIG_PATH: tsconfig },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    ['--import', tsx, script, policyFile, String(workers), watch ? 'watch' : 'no-watch'],
+    {
+      env: { ...process.env, TSX_TSCONFIG_PATH: tsconfig },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child = proc;
   let stdout = '';
   let stderr = '';
@@ -151,13 +156,18 @@ describe('edge workers', { timeout: 120_000 }, () => {
 
     const metrics = await scrape(c.admin);
     // Every worker's counters, summed: each connection counted once, by whichever worker took it.
-    expect(metrics).toContain('egress_edge_decisions_total{listener="explicit",result="allowed",reason="allowed"} 1200');
+    expect(metrics).toContain(
+      'egress_edge_decisions_total{listener="explicit",result="allowed",reason="allowed"} 1200',
+    );
     expect(metrics).toContain('egress_edge_connections_accepted_total{listener="explicit"} 1200');
     expect(metrics).toContain('egress_edge_workers 2');
     expect(metrics).toContain('egress_edge_policy_reloads_total{result="reloaded"} 1');
 
     c.proc.kill('SIGTERM');
-    const code = await Promise.race([c.exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 20_000))]);
+    const code = await Promise.race([
+      c.exited,
+      new Promise<string>((r) => setTimeout(() => r('timeout'), 20_000)),
+    ]);
     expect(code).toBe(0);
 
     // One flow log: every line is one whole, valid event (none torn, none interleaved).
@@ -172,7 +182,9 @@ describe('edge workers', { timeout: 120_000 }, () => {
     const completions = events.filter((e) => e['event.name'] === 'egress.completion');
     expect(decisions).toHaveLength(1200);
     expect(completions).toHaveLength(1200);
-    expect(new Set(completions.map((e) => e['egress.id']))).toEqual(new Set(decisions.map((e) => e['egress.id'])));
+    expect(new Set(completions.map((e) => e['egress.id']))).toEqual(
+      new Set(decisions.map((e) => e['egress.id'])),
+    );
     // Both workers took connections.
     expect(new Set(decisions.map((e) => workerOf(e['egress.id']))).size).toBe(2);
 
@@ -186,10 +198,35 @@ describe('edge workers', { timeout: 120_000 }, () => {
     const after = events.slice(at).filter((e) => e['event.name'] === 'egress.decision');
     const before = events.slice(0, at).filter((e) => e['event.name'] === 'egress.decision');
     expect(after).toHaveLength(600);
-    expect(new Set(after.map((e) => e['egress.policy.hash']))).toEqual(new Set([reloaded[0]!['egress.policy.hash']]));
+    expect(new Set(after.map((e) => e['egress.policy.hash']))).toEqual(
+      new Set([reloaded[0]!['egress.policy.hash']]),
+    );
     expect(new Set(after.map((e) => e['egress.rule']))).toEqual(new Set(['after']));
     expect(new Set(after.map((e) => workerOf(e['egress.id']))).size).toBe(2);
-    expect(new Set(before.map((e) => e['egress.policy.hash']))).toEqual(new Set([loaded[0]!['egress.policy.hash']]));
+    expect(new Set(before.map((e) => e['egress.policy.hash']))).toEqual(
+      new Set([loaded[0]!['egress.policy.hash']]),
+    );
+  });
+
+  it('a change to the policy file (watched by the primary) reaches every worker', async () => {
+    server = await startTcpServer();
+    dir = await tempDir();
+    const policyFile = await dir.write('egress.yaml', policyText('before'));
+    const c = await startChild(policyFile, 2, true);
+    await writeFile(policyFile, policyText('after'));
+    const reloaded = await waitFor(
+      () => c.events().find((e) => e['event.name'] === 'egress.policy.reloaded'),
+      15_000,
+      'the reload event',
+    );
+    expect(await tunnels(c.port, server.port, 200, 32)).toBe(200);
+    const decisions = c.events().filter((e) => e['event.name'] === 'egress.decision');
+    expect(decisions).toHaveLength(200);
+    expect(new Set(decisions.map((e) => e['egress.rule']))).toEqual(new Set(['after']));
+    expect(new Set(decisions.map((e) => e['egress.policy.hash']))).toEqual(
+      new Set([reloaded['egress.policy.hash']]),
+    );
+    expect(new Set(decisions.map((e) => workerOf(e['egress.id']))).size).toBe(2);
   });
 
   it('a worker that dies is replaced, and its death is an egress.worker.exited event', async () => {
@@ -221,11 +258,25 @@ describe('edge workers', { timeout: 120_000 }, () => {
     expect(await tunnels(c.port, server.port, 50, 8)).toBe(50);
   });
 
+  it('startEdge refuses workers > 1 rather than run one process', async () => {
+    const error = await startEdge({
+      policy: policyText('x'),
+      workers: 2,
+      listeners: [{ kind: 'explicit', port: 0 }],
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EdgeConfigError);
+    expect((error as EdgeConfigError).problems).toEqual([
+      expect.stringMatching(/^workers: .*startEdgeWorkers/),
+    ]);
+  });
+
   it('refuses options that cannot cross to a worker process, naming each', async () => {
     const error = await startEdgeWorkers({
       policy: '/nonexistent/egress.yaml',
       workers: 2,
-      listeners: [{ kind: 'transparent', port: 0, originalDestination: () => ({ address: '127.0.0.1', port: 1 }) }],
+      listeners: [
+        { kind: 'transparent', port: 0, originalDestination: () => ({ address: '127.0.0.1', port: 1 }) },
+      ],
       resolver: staticResolver({}),
     }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(EdgeConfigError);
@@ -235,4 +286,3 @@ describe('edge workers', { timeout: 120_000 }, () => {
     ]);
   });
 });
-

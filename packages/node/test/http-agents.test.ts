@@ -343,9 +343,12 @@ describe('createHttpsAgent (no install)', () => {
       [
         ['https.agent', 'reported', 'host_not_allowed'],
         ['https.agent.verify-disabled', 'reported', 'tls_verify_disabled'],
+        // The loopback address it dialled: a rule allowing the host would refuse it (private_address).
+        ['https.agent.dial', 'reported', 'host_not_allowed'],
       ],
     );
-    const [connection, finding] = sink.decisions();
+    const [connection, finding, dial] = sink.decisions();
+    expect(dial!['egress.id']).toBe(connection!['egress.id']);
     expect(finding!['egress.id']).toBe(connection!['egress.id']);
   });
 

@@ -43,6 +43,9 @@ let clock = BEFORE;
 const NAMES = ['api.example.test', 'unlisted.example.test', 'private.example.test'];
 const url = (host: string, server: RecordingServer) => `https://${host}:${server.port}/v1/x`;
 
+/** Decision events of requests, without the dial-time records of their addresses (`<hook>.dial`). */
+const requestDecisions = () => sink.decisions().filter((e) => !String(e['egress.hook']).endsWith('.dial'));
+
 function installWith(doc: Record<string, unknown> = {}, service?: string) {
   sink = eventSink();
   return install({
@@ -105,6 +108,24 @@ describe('report mode before reportUntil', () => {
     expect(sink.completions()).toHaveLength(1);
   });
 
+  it('a reported destination that dials a special-purpose address records the address (what enforcing would check)', async () => {
+    installWith();
+    const res = await fetch(url('unlisted.example.test', unlisted));
+    await res.text();
+    const [request, dial, ...rest] = sink.decisions();
+    expect(rest).toEqual([]);
+    expect(request!['network.peer.address']).toBeUndefined();
+    // A rule that allowed unlisted.example.test would still refuse 127.0.0.1 (private_address): the dial
+    // of the connection (undici's, shared by the requests it carries) is recorded with its address.
+    expect(dial).toMatchObject({
+      'egress.hook': 'undici.connect.dial',
+      'egress.decision': 'reported',
+      'egress.reason': 'host_not_allowed',
+      'server.address': 'unlisted.example.test',
+      'network.peer.address': '127.0.0.1',
+    });
+  });
+
   it('a dial-time would-deny (private address) is logged and the connection goes ahead', async () => {
     installWith();
     const res = await fetch(url('private.example.test', api));
@@ -129,7 +150,7 @@ describe('report mode before reportUntil', () => {
         .decisions()
         .filter((e) => e['egress.decision'] === 'reported')
         .map((e) => e['egress.hook']),
-    ).toEqual(['net', 'tls']);
+    ).toEqual(['net', 'net.dial', 'tls', 'tls.dial']);
   });
 
   it('turning certificate verification off is reported, not refused', async () => {
@@ -166,7 +187,7 @@ describe('reportUntil', () => {
     const error = await rejection(fetch(url('unlisted.example.test', unlisted)));
     expect(error.cause).toMatchObject({ code: 'EGRESS_ERR_DENIED', reason: 'host_not_allowed' });
     expect(unlisted.connections).toBe(1);
-    expect(sink.decisions().map((e) => [e['egress.decision'], e['egress.mode']])).toEqual([
+    expect(requestDecisions().map((e) => [e['egress.decision'], e['egress.mode']])).toEqual([
       ['reported', 'report'],
       ['denied', 'enforce'],
     ]);
@@ -204,7 +225,7 @@ describe('reportUntil', () => {
     expect(sink.decisions()[0]).toMatchObject({ 'egress.decision': 'reported', 'service.name': 'payments' });
     clock = AFTER;
     await rejection(fetch(url('unlisted.example.test', unlisted)));
-    expect(sink.decisions()[1]).toMatchObject({ 'egress.decision': 'denied', 'egress.mode': 'enforce' });
+    expect(requestDecisions()[1]).toMatchObject({ 'egress.decision': 'denied', 'egress.mode': 'enforce' });
     expect(unlisted.connections).toBe(1);
   });
 });

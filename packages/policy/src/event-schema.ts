@@ -351,7 +351,10 @@ export const workerEventSchema = z
       z.number().int(),
       'OpenTelemetry process.exit.code, when it exited rather than being killed by a signal.',
     ).optional(),
-    'egress.worker.signal': d(z.string(), 'The signal that ended it (SIGKILL, SIGSEGV, ...), if one did.').optional(),
+    'egress.worker.signal': d(
+      z.string(),
+      'The signal that ended it (SIGKILL, SIGSEGV, ...), if one did.',
+    ).optional(),
     'egress.worker.uptime_ms': d(z.number().min(0), 'How long it ran, in milliseconds.'),
     'egress.worker.replaced_in_ms': d(
       z.number().min(0),

@@ -33,13 +33,13 @@ export {
   policyDiffSchema,
   policyEventSchema,
   summaryEventSchema,
+  workerEventSchema,
 } from './event-schema.js';
 export { DEFAULT_MAX_BUFFERED_BYTES, type SinkState, type SinkStats } from './event-sink.js';
 export * from './events.js';
 export { normaliseHostName, type ParsedHost, parseHost } from './host-name.js';
 export { compileHostPattern, type HostPattern, hostPatternMatches } from './host-pattern.js';
 export { policyJsonSchema } from './json-schema.js';
-export { PUBLIC_DOH_HOSTS, publicDohHostsAllowedBy } from './public-doh.js';
 export {
   OCSF_CLASSES,
   OCSF_VERSION,
@@ -58,7 +58,15 @@ export {
   type RuleSummary,
 } from './policy.js';
 export { diffPolicies } from './policy-diff.js';
+export { PUBLIC_DOH_HOSTS, publicDohHostsAllowedBy } from './public-doh.js';
 export { REASON_CODES, REASON_DESCRIPTIONS, type ReasonCode } from './reason-codes.js';
+export {
+  expiredReportUntil,
+  isReportUntil,
+  parseReportUntil,
+  REPORT_UNTIL_HINT,
+  type ReportPhase,
+} from './report-until.js';
 export type { PolicyDocument } from './schema.js';
 export { positionOf, type SourcePosition } from './source-positions.js';
 export * from './types.js';

@@ -16,6 +16,7 @@ import { EgressPolicyError, type PolicyProblem } from './errors.js';
 import { compileHostPattern } from './host-pattern.js';
 import { parsePolicyObject, parsePolicyText } from './parse-document.js';
 import { publicDohHostsAllowedBy } from './public-doh.js';
+import { expiredReportUntil, parseReportUntil } from './report-until.js';
 import { RuleIndex } from './rule-index.js';
 import type { PolicyDocument } from './schema.js';
 import type { Decision, Destination, Mode } from './types.js';
@@ -143,6 +144,14 @@ export class Policy {
   }
 
   /**
+   * {@link warnings}, and those that depend on the date: a `reportUntil` already past at `now` (report
+   * mode has ended). What `egress-guard lint` prints.
+   */
+  warningsAt(now: number = Date.now()): PolicyProblem[] {
+    return [...this.warnings, ...expiredReportUntil(this.document, now, this.source.file)];
+  }
+
+  /**
    * Decides one destination. Pure and synchronous; `now` (epoch ms, default `Date.now()`) only decides
    * whether report mode has expired (`reportUntil`).
    */
@@ -180,12 +189,6 @@ export class Policy {
 function stripUndefined<T extends object>(value: T | undefined): Partial<T> {
   if (!value) return {};
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-/** A date-only `reportUntil` expires at the start of that day, UTC: the earlier reading is the safer one. */
-function parseReportUntil(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  return Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00Z` : value);
 }
 
 function collectWarnings(document: PolicyDocument, file: string | undefined): PolicyProblem[] {

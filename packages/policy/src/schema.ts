@@ -2,6 +2,7 @@ import * as z from 'zod';
 import { parseCidr } from './address/index.js';
 import { parseDuration } from './duration.js';
 import { compileHostPattern } from './host-pattern.js';
+import { isReportUntil, REPORT_UNTIL_HINT } from './report-until.js';
 import { DNS_QUERY_TYPES, HTTP_SCHEMES, SCHEMES, type Scheme } from './types.js';
 
 /*
@@ -161,14 +162,11 @@ const allowRules = z.array(allowRule);
 const denyRules = z.array(denyRule);
 
 const reportUntil = z.string().superRefine((value, ctx) => {
-  if (
-    !/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2}))?$/.test(value) ||
-    Number.isNaN(Date.parse(value))
-  ) {
+  if (!isReportUntil(value)) {
     ctx.addIssue({
       code: 'custom',
       message: `"${value}" is not a date`,
-      params: { hint: 'write 2027-01-31 or 2027-01-31T12:00:00Z' },
+      params: { hint: REPORT_UNTIL_HINT },
     });
   }
 });

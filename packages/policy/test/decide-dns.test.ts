@@ -36,7 +36,9 @@ services:
 describe('decideDnsQuestion', () => {
   it('allows A, AAAA, CNAME, HTTPS and SVCB for a listed name by default', () => {
     for (const type of ['A', 'AAAA', 'CNAME', 'HTTPS', 'SVCB']) {
-      expect(decideDnsQuestion(policy, { name: 'x.cdn.example.com', type, service: undefined })).toMatchObject({
+      expect(
+        decideDnsQuestion(policy, { name: 'x.cdn.example.com', type, service: undefined }),
+      ).toMatchObject({
         result: 'allowed',
         rule: 'api',
       });
@@ -48,16 +50,18 @@ describe('decideDnsQuestion', () => {
     expect(txt).toMatchObject({ result: 'denied', reason: 'dns_type_not_allowed', rule: 'api' });
     expect(txt.message).toContain('add dns: { types: [A, AAAA, CNAME, HTTPS, SVCB, TXT] }');
     // A second rule listing the same name allows TXT.
-    expect(decideDnsQuestion(policy, { name: 'api.example.com', type: 'TXT', service: undefined })).toMatchObject({
+    expect(
+      decideDnsQuestion(policy, { name: 'api.example.com', type: 'TXT', service: undefined }),
+    ).toMatchObject({
       result: 'allowed',
       rule: 'acme',
     });
     expect(
       decideDnsQuestion(policy, { name: '_acme-challenge.example.com', type: 'AAAA', service: undefined }),
     ).toMatchObject({ result: 'denied', reason: 'dns_type_not_allowed', rule: 'acme' });
-    expect(decideDnsQuestion(policy, { name: 'api.example.com', type: 'ANY', service: undefined }).reason).toBe(
-      'dns_type_not_allowed',
-    );
+    expect(
+      decideDnsQuestion(policy, { name: 'api.example.com', type: 'ANY', service: undefined }).reason,
+    ).toBe('dns_type_not_allowed');
   });
 
   it('refuses unlisted names, names a plain deny rule lists, and classes other than IN', () => {
@@ -65,7 +69,9 @@ describe('decideDnsQuestion', () => {
       result: 'denied',
       reason: 'host_not_allowed',
     });
-    expect(decideDnsQuestion(policy, { name: 'admin.example.com', type: 'A', service: undefined })).toMatchObject({
+    expect(
+      decideDnsQuestion(policy, { name: 'admin.example.com', type: 'A', service: undefined }),
+    ).toMatchObject({
       reason: 'explicit_deny',
       rule: 'no-admin',
     });
@@ -91,12 +97,19 @@ describe('decideDnsQuestion', () => {
 describe('decideDnsAnswerAddress', () => {
   it('refuses a special-purpose address unless the rule allows private addresses', () => {
     const q = decideDnsQuestion(policy, { name: 'api.example.com', type: 'A', service: undefined });
-    expect(decideDnsAnswerAddress(q, '93.184.216.34')).toMatchObject({ result: 'allowed', address: '93.184.216.34' });
+    expect(decideDnsAnswerAddress(q, '93.184.216.34')).toMatchObject({
+      result: 'allowed',
+      address: '93.184.216.34',
+    });
     const refused = decideDnsAnswerAddress(q, '169.254.169.254');
     expect(refused).toMatchObject({ result: 'denied', reason: 'private_address', rule: 'api' });
     expect(refused.message).toContain('cloud metadata');
     expect(decideDnsAnswerAddress(q, '::ffff:127.0.0.1')).toMatchObject({ reason: 'private_address' });
-    const internal = decideDnsQuestion(policy, { name: 'db.internal.example', type: 'A', service: undefined });
+    const internal = decideDnsQuestion(policy, {
+      name: 'db.internal.example',
+      type: 'A',
+      service: undefined,
+    });
     expect(decideDnsAnswerAddress(internal, '10.0.0.5').result).toBe('allowed');
   });
 });
@@ -136,12 +149,16 @@ deny:
   });
 
   it('warns (lint) when a rule allows a public DNS-over-HTTPS resolver', () => {
-    const p = parsePolicy('version: 1\nallow:\n  - name: doh\n    hosts: [dns.google, "*.cloudflare-dns.com"]\n');
+    const p = parsePolicy(
+      'version: 1\nallow:\n  - name: doh\n    hosts: [dns.google, "*.cloudflare-dns.com"]\n',
+    );
     const messages = p.warnings.map((w) => `${w.path} ${w.message}`);
     expect(messages.some((m) => m.startsWith('allow[0].hosts[0]') && m.includes('dns.google'))).toBe(true);
-    expect(messages.some((m) => m.startsWith('allow[0].hosts[1]') && m.includes('mozilla.cloudflare-dns.com'))).toBe(
-      true,
+    expect(
+      messages.some((m) => m.startsWith('allow[0].hosts[1]') && m.includes('mozilla.cloudflare-dns.com')),
+    ).toBe(true);
+    expect(parsePolicy('version: 1\nallow:\n  - name: a\n    hosts: [api.example.com]\n').warnings).toEqual(
+      [],
     );
-    expect(parsePolicy('version: 1\nallow:\n  - name: a\n    hosts: [api.example.com]\n').warnings).toEqual([]);
   });
 });

@@ -11,13 +11,15 @@ import {
   type DecisionEvent,
   type DnsEvent,
   type DroppedEvent,
-  type dnsEventSchema,
   type decisionEventSchema,
+  type dnsEventSchema,
   type droppedEventSchema,
   type EgressEvent,
   eventJsonSchema,
   type PolicyEvent,
   type policyEventSchema,
+  type WorkerExitEvent,
+  type workerEventSchema,
 } from '../src/index.js';
 
 const schemaFile = new URL('../schema/events-v1.json', import.meta.url);
@@ -118,6 +120,17 @@ const SAMPLES: EgressEvent[] = [
     'egress.rule': 'stripe',
   },
   {
+    'event.name': 'egress.worker.exited',
+    'egress.schema': 1,
+    'egress.source': 'edge',
+    'egress.worker.id': 3,
+    'process.pid': 4242,
+    'process.exit.code': 1,
+    'egress.worker.uptime_ms': 812,
+    'egress.worker.replaced_in_ms': 200,
+    'egress.policy.hash': HASH,
+  },
+  {
     'event.name': 'egress.events.dropped',
     'egress.schema': 1,
     'egress.source': 'sdk',
@@ -189,6 +202,11 @@ describe('the published event schema', () => {
     expectTypeOf<Keys<Out<typeof dnsEventSchema>>>().toEqualTypeOf<Keys<DnsEvent>>();
     expectTypeOf<OptionalKeys<Out<typeof dnsEventSchema>>>().toEqualTypeOf<OptionalKeys<DnsEvent>>();
     expectTypeOf<Out<typeof dnsEventSchema>>().toExtend<DnsEvent>();
+    expectTypeOf<Keys<Out<typeof workerEventSchema>>>().toEqualTypeOf<Keys<WorkerExitEvent>>();
+    expectTypeOf<OptionalKeys<Out<typeof workerEventSchema>>>().toEqualTypeOf<
+      OptionalKeys<WorkerExitEvent>
+    >();
+    expectTypeOf<Out<typeof workerEventSchema>>().toExtend<WorkerExitEvent>();
     // And at run time: the $defs list the same properties as the samples can carry.
     const defs = (eventJsonSchema() as { $defs: Record<string, { properties?: object }> }).$defs;
     expect(Object.keys(defs).sort()).toEqual([
@@ -200,6 +218,7 @@ describe('the published event schema', () => {
       'PolicyDiff',
       'PolicyEvent',
       'SummaryEvent',
+      'WorkerEvent',
     ]);
   });
 

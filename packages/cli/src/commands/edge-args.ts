@@ -192,6 +192,27 @@ export const EDGE_FLAGS: readonly EdgeFlag[] = [
     help: `DNS guard questions per second per source, default ${EDGE_DEFAULTS.dns.rateLimit}`,
   },
   {
+    name: 'hosts-file',
+    kind: 'value',
+    setting: 'dns.hostsFile',
+    arg: 'FILE',
+    help: 'names answered before DNS, re-read on change (default /etc/hosts)',
+  },
+  {
+    name: 'no-hosts-file',
+    kind: 'switch',
+    setting: 'dns.hostsFile',
+    value: false,
+    help: 'ask DNS for every name, localhost included',
+  },
+  {
+    name: 'proxy-auth',
+    kind: 'value',
+    setting: 'proxyAuth',
+    arg: 'FILE|DIR',
+    help: 'service credentials for --explicit: required, and they choose the service (docs/edge.md)',
+  },
+  {
     name: 'no-watch',
     kind: 'switch',
     setting: 'watch',
@@ -328,6 +349,12 @@ export function parseEdgeArgs(argv: readonly string[]): EdgeOptions {
   for (const [key, value] of Object.entries(file)) {
     if (SPECIAL.has(key) || value === undefined) continue;
     options[key] = isMapping(value) ? { ...value } : value;
+  }
+  // Files named in the config file are relative to it.
+  if (typeof options.proxyAuth === 'string') options.proxyAuth = resolvePath(fileDir, options.proxyAuth);
+  const fileDns = options.dns as Record<string, unknown> | undefined;
+  if (typeof fileDns?.hostsFile === 'string' && fileDns.hostsFile !== '') {
+    fileDns.hostsFile = resolvePath(fileDir, fileDns.hostsFile);
   }
   for (const [setting, { value }] of flags) {
     if (!SPECIAL.has(setting)) setAt(options, setting.split('.'), value);

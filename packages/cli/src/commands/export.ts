@@ -13,7 +13,7 @@ import { EXPORT_TARGETS } from '../export/targets.js';
 import { type CliIo, EXIT } from '../io.js';
 
 const USAGE =
-  'usage: egress-guard export <policy.yaml> --to <target> [--service NAME] [--allow-weaker DIM[,DIM...]] [--out FILE] [--listen ADDRESS] [--resolver IP[:PORT]] [--runtime-dir DIR]';
+  'usage: egress-guard export <policy.yaml> --to <target> [--service NAME] [--allow-weaker DIM[,DIM...]] [--out FILE] [--listen ADDRESS] [--resolver IP[:PORT]] [--proxy-port PORT] [--runtime-dir DIR]';
 
 /** The whole `egress-guard export --help` text. */
 export function exportUsage(): string {
@@ -56,6 +56,7 @@ function parse(args: string[]) {
       listen: { type: 'string' },
       resolver: { type: 'string' },
       'runtime-dir': { type: 'string' },
+      'proxy-port': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -75,7 +76,8 @@ export async function exportCommand(args: string[], io: CliIo): Promise<number> 
   try {
     parsed = parse(args);
   } catch (error) {
-    return usage((error as Error).message.split('\n')[0] ?? 'bad arguments');
+    // Node's message continues with advice about `--`, which does not apply to a flag typed by mistake.
+    return usage(((error as Error).message.split('\n')[0] ?? 'bad arguments').split('. To specify')[0]!);
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -94,6 +96,10 @@ export async function exportCommand(args: string[], io: CliIo): Promise<number> 
   } catch (error) {
     return usage((error as Error).message);
   }
+  const proxyPort = values['proxy-port'] === undefined ? undefined : Number(values['proxy-port']);
+  if (proxyPort !== undefined && !(Number.isInteger(proxyPort) && proxyPort >= 1 && proxyPort <= 65535)) {
+    return usage(`--proxy-port: "${values['proxy-port']}" is not a port`);
+  }
   const file = positionals[0]!;
   let policy: Awaited<ReturnType<typeof loadPolicyFile>>;
   try {
@@ -111,6 +117,7 @@ export async function exportCommand(args: string[], io: CliIo): Promise<number> 
       listenAddress: values.listen,
       resolver: values.resolver,
       runtimeDir: values['runtime-dir'],
+      proxyPort,
     });
     for (const w of plan.warnings) {
       io.err(`egress-guard export: warning: ${w.rule === undefined ? '' : `rule "${w.rule}": `}${w.message}`);

@@ -25,7 +25,8 @@ export async function lint(args: string[], io: CliIo): Promise<number> {
   const file = positionals[0]!;
   try {
     const policy = await loadPolicyFile(file);
-    for (const w of placed(file, policy.warnings)) io.err(`warning: ${formatProblem({ ...w, file })}`);
+    for (const w of placed(file, policy.warningsAt(Date.now())))
+      io.err(`warning: ${formatProblem({ ...w, file })}`);
     io.out(
       `${file}: ok, ${policy.rules.length} rule${policy.rules.length === 1 ? '' : 's'}, policy sha256:${policy.hash}`,
     );

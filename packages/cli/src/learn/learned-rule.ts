@@ -7,7 +7,7 @@ import {
   type Scheme,
 } from '@egress-guard/policy';
 import { formatCount, formatTime, plural } from './format.js';
-import type { Observed } from './observe.js';
+import { MAX_PATHS, type Observed, type OriginSeen } from './observe.js';
 
 /** Path prefixes kept per rule; beyond, the rule does not restrict paths (and says so). */
 export const MAX_PATH_PATTERNS = 20;
@@ -48,19 +48,95 @@ export function pathPatterns(paths: Iterable<string>, max = MAX_PATH_PATTERNS): 
   return patterns.size > 0 ? [...patterns].sort() : undefined;
 }
 
-/** Schemes grouped by the ports seen for them, so no rule allows a scheme on another scheme's port. */
-function portGroups(o: Observed): { schemes: Scheme[]; ports: number[] }[] {
-  const groups = new Map<string, { schemes: Scheme[]; ports: number[] }>();
+/** What a rule allows of an origin's requests: methods and path patterns (undefined: not restricted). */
+interface RequestProfile {
+  methods: string[] | undefined;
+  paths: string[] | undefined;
+  /** Why the profile is wider than the requests seen (comment lines). */
+  notes: string[];
+}
+
+const OPEN: RequestProfile = { methods: undefined, paths: undefined, notes: [] };
+
+/**
+ * The request profiles that cover what was seen on one origin, each allowing only combinations seen:
+ * methods that share the same path patterns share a profile, so `GET /a` and `POST /b` never become
+ * `POST /a`. Connections (no method or path in view) need no profile of their own when requests were
+ * seen: an allow rule's methods and paths do not hold where they cannot be seen (policy.md).
+ */
+function profilesOf(origin: OriginSeen): RequestProfile[] {
+  if (!HTTP_SCHEMES.has(origin.scheme)) return [OPEN];
+  if (origin.summarised > 0)
+    return [
+      { ...OPEN, notes: ['methods and paths not restricted: summaries (egress.summary) do not log them'] },
+    ];
+  if (origin.requests.size === 0) return [OPEN];
+  const byPaths = new Map<string, RequestProfile>();
+  for (const [method, seen] of [...origin.requests].sort((a, b) => a[0].localeCompare(b[0]))) {
+    const paths = seen.pathless ? undefined : pathPatterns(seen.paths);
+    const notes =
+      !seen.pathless && !paths && seen.paths.size > 0
+        ? ['paths not restricted: too many different prefixes to list']
+        : [];
+    // A request whose method was not logged: any method, on the paths seen.
+    if (method === '') {
+      byPaths.set(`*|${paths?.join(',') ?? '*'}`, { methods: undefined, paths, notes });
+      continue;
+    }
+    const key = paths?.join(',') ?? '*';
+    const profile = byPaths.get(key) ?? { methods: [], paths, notes };
+    profile.methods!.push(method);
+    byPaths.set(key, profile);
+  }
+  return [...byPaths.values()];
+}
+
+/** One rule's worth of origins: schemes, with their ports (or each scheme's default), and a profile. */
+interface OriginGroup {
+  schemes: Scheme[];
+  /** undefined: each scheme on its default port. */
+  ports: number[] | undefined;
+  profile: RequestProfile;
+  connections: number;
+}
+
+/**
+ * Origins grouped into rules without allowing a combination that was not seen: per scheme, the ports
+ * that share a profile; then schemes whose ports and profile are the same. A rule's schemes × ports ×
+ * methods × paths are all combinations that were seen (paths up to their first segment).
+ */
+function originGroups(o: Observed): OriginGroup[] {
+  const perScheme = new Map<
+    string,
+    { scheme: Scheme; ports: number[]; profile: RequestProfile; n: number }
+  >();
+  for (const origin of [...o.origins.values()].sort((a, b) => a.port - b.port)) {
+    for (const profile of profilesOf(origin)) {
+      const key = `${origin.scheme}|${profileKey(profile)}`;
+      const g = perScheme.get(key) ?? { scheme: origin.scheme, ports: [], profile, n: 0 };
+      g.ports.push(origin.port);
+      g.n += origin.connections;
+      perScheme.set(key, g);
+    }
+  }
+  const groups = new Map<string, OriginGroup>();
   for (const scheme of SCHEMES) {
-    const ports = o.ports.get(scheme);
-    if (!ports || ports.size === 0) continue;
-    const sorted = [...ports].sort((a, b) => a - b);
-    const key = sorted.join(',');
-    const g = groups.get(key) ?? { schemes: [], ports: sorted };
-    g.schemes.push(scheme);
-    groups.set(key, g);
+    for (const g of perScheme.values()) {
+      if (g.scheme !== scheme) continue;
+      const defaultOnly = g.ports.length === 1 && DEFAULT_PORTS[scheme] === g.ports[0];
+      const ports = defaultOnly ? undefined : g.ports;
+      const key = `${ports?.join(',') ?? 'default'}|${profileKey(g.profile)}`;
+      const group = groups.get(key) ?? { schemes: [], ports, profile: g.profile, connections: 0 };
+      group.schemes.push(scheme);
+      group.connections += g.n;
+      groups.set(key, group);
+    }
   }
   return [...groups.values()];
+}
+
+function profileKey(p: RequestProfile): string {
+  return `${p.methods?.join(',') ?? '*'}|${p.paths?.join(',') ?? '*'}`;
 }
 
 function summary(o: Observed): string[] {
@@ -107,7 +183,7 @@ const REVIEW_NOTES: [ReasonCode, string][] = [
   ['ech_present', 'the client used Encrypted Client Hello: the edge cannot see the real name'],
 ];
 
-/** The allow rules for one observed destination: one per group of schemes that share ports. */
+/** The allow rules for one observed destination: one per group of origins and requests seen together. */
 export function learnedRules(o: Observed, takeName: (base: string) => string): LearnedRule[] {
   const base =
     o.kind === 'wildcard'
@@ -115,20 +191,23 @@ export function learnedRules(o: Observed, takeName: (base: string) => string): L
       : o.kind === 'address'
         ? `addr-${o.target.replace(/:/g, '-')}`
         : o.target;
+  const name = (suffix: string) => takeName(`${o.service ? `${o.service}-` : ''}${base}${suffix}`);
   const target: Pick<LearnedRule, 'hosts' | 'addresses'> =
     o.kind === 'address'
       ? { addresses: [`${o.target}/${o.target.includes(':') ? 128 : 32}`] }
       : { hosts: [o.target] };
-  const groups = portGroups(o);
+  const privateAddresses = o.privateAddress ? { privateAddresses: 'allow' as const } : {};
+  const groups = originGroups(o);
   const comments = summary(o);
+  if (o.privateAddress) comments.push(privateNote(o));
   if (groups.length === 0) {
     // Only DNS look-ups were seen: the name was looked up but no connection decided (enforce mode
     // stopped it at the look-up). Allow the name over the default scheme so the look-up passes.
     return [
       {
-        name: takeName(o.service ? `${o.service}-${base}` : base),
+        name: name(''),
         ...target,
-        ...(o.privateAddress ? { privateAddresses: 'allow' as const } : {}),
+        ...privateAddresses,
         comments: [
           ...comments,
           'seen only as DNS look-ups: the scheme (https by default) is a guess, check it',
@@ -136,33 +215,29 @@ export function learnedRules(o: Observed, takeName: (base: string) => string): L
       },
     ];
   }
+  if (o.pathsCapped) comments.push(`more than ${MAX_PATHS} distinct paths: prefixes are from the first ones`);
   return groups.map((g, i) => {
-    const http = g.schemes.some((s) => HTTP_SCHEMES.has(s));
-    const defaultPorts = g.schemes.every((s) => g.ports.length === 1 && DEFAULT_PORTS[s] === g.ports[0]);
-    // Requests seen only in summaries had methods and paths nobody logged: restricting them to what the
-    // individual decisions showed could deny those.
-    const open = o.summarised > 0;
-    const paths = http && !open ? pathPatterns(o.paths) : undefined;
-    const extra: string[] = [];
-    if (http && open)
-      extra.push('methods and paths not restricted: summaries (egress.summary) do not log them');
-    if (http && !open && o.paths.size > 0 && !paths)
-      extra.push('paths not restricted: too many different prefixes to list');
-    if (o.pathsCapped)
-      extra.push(`more than ${o.paths.size} distinct paths: prefixes are from the first ones`);
-    if (o.privateAddress) {
-      extra.push('review: resolved to a special-purpose (private, loopback, link-local) address');
-    }
+    const extra = [...g.profile.notes];
+    if (g.connections > 0 && g.profile.methods !== undefined)
+      extra.push(
+        `${plural(g.connections, 'connection')} seen with no method or path in view (SNI, CONNECT, TLS): methods and paths hold only where they can be seen`,
+      );
     const rule: LearnedRule = {
-      name: takeName(`${o.service ? `${o.service}-` : ''}${base}${i > 0 ? `-${g.schemes.join('-')}` : ''}`),
+      name: name(i === 0 ? '' : `-${g.schemes.join('-')}${g.ports ? `-${g.ports.join('-')}` : ''}`),
       ...target,
       ...(g.schemes.length === 1 && g.schemes[0] === 'https' ? {} : { schemes: g.schemes }),
-      ...(defaultPorts ? {} : { ports: g.ports }),
-      ...(http && !open && o.methods.size > 0 ? { methods: [...o.methods].sort() } : {}),
-      ...(paths ? { paths } : {}),
-      ...(o.privateAddress ? { privateAddresses: 'allow' as const } : {}),
+      ...(g.ports ? { ports: g.ports } : {}),
+      ...(g.profile.methods ? { methods: g.profile.methods } : {}),
+      ...(g.profile.paths ? { paths: g.profile.paths } : {}),
+      ...privateAddresses,
       comments: i === 0 ? [...comments, ...extra] : extra,
     };
     return rule;
   });
+}
+
+function privateNote(o: Observed): string {
+  const seen = [...o.privateAddresses].sort();
+  const at = seen.length > 0 ? ` (${seen.slice(0, 4).join(', ')}${seen.length > 4 ? ', ...' : ''})` : '';
+  return `review: dialled at a special-purpose (private, loopback, link-local) address${at}: privateAddresses: allow, or list the addresses in a rule of their own`;
 }

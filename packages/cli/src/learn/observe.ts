@@ -1,8 +1,30 @@
-import { parseIpLiteral, type ReasonCode, type Scheme } from '@egress-guard/policy';
+import {
+  isSpecialPurpose,
+  parseIpLiteral,
+  type ReasonCode,
+  type Scheme,
+  unmapIpv4,
+} from '@egress-guard/policy';
+import { destinationLabel } from './format.js';
 import type { LoggedDecision } from './read-events.js';
 
 /** Paths kept per destination: enough to see its prefixes, bounded for logs with unique ids in paths. */
 export const MAX_PATHS = 1000;
+
+/**
+ * What was seen on one origin (scheme and port) of a destination. Rules are learned per origin: a method
+ * or path seen on one scheme or port is never allowed on another.
+ */
+export interface OriginSeen {
+  scheme: Scheme;
+  port: number;
+  /** Per method seen in requests (`''`: a request whose method was not logged), its paths. */
+  requests: Map<string, { paths: Set<string>; pathless: boolean }>;
+  /** Decisions with neither method nor path in view: connections (SNI, CONNECT, raw flows, TLS at the edge). */
+  connections: number;
+  /** Requests seen only in `egress.summary` events: their methods and paths are unknown. */
+  summarised: number;
+}
 
 /** Everything seen for one destination (a host name, a wildcard of names, or an address) of one service. */
 export interface Observed {
@@ -20,11 +42,13 @@ export interface Observed {
   reasons: Map<ReasonCode, number>;
   sources: Set<'sdk' | 'edge'>;
   hooks: Set<string>;
-  /** Ports seen per scheme; DNS look-ups add none (they name a host, not a service). */
-  ports: Map<Scheme, Set<number>>;
-  methods: Set<string>;
-  paths: Set<string>;
+  /** Per `scheme:port`; DNS look-ups add none (they name a host, not a service). */
+  origins: Map<string, OriginSeen>;
+  /** Distinct paths kept over all origins (bounded by {@link MAX_PATHS}). */
+  pathCount: number;
   pathsCapped: boolean;
+  /** Special-purpose addresses the name was dialled at (a rule for it needs `privateAddresses: allow`). */
+  privateAddresses: Set<string>;
   /** A decision said the name resolved to a special-purpose address. */
   privateAddress: boolean;
   /** Edge: the client addresses that reached it. */
@@ -37,17 +61,36 @@ export interface Observed {
   ungrouped?: string | undefined;
 }
 
+/** A destination the policy in force refused: never learned by default, listed for the reviewer. */
+export interface Refused {
+  service: string | undefined;
+  /** `scheme://host:port`, with the method and path when they were in view (or `dns lookup host`). */
+  label: string;
+  count: number;
+  last: number | undefined;
+  reasons: Set<ReasonCode>;
+  rules: Set<string>;
+}
+
 /** What `observe` found. */
 export interface Observation {
   /** Per service (undefined: no service), per target. */
   services: Map<string | undefined, Map<string, Observed>>;
   /** Destinations an explicit deny rule of the policy in force refused: never learned as allowed. */
   explicitlyDenied: Observed[];
+  /** Requests the policy in force denied in enforce mode: left out unless `includeDenied`. */
+  denied: Refused[];
   /** Decisions about destinations that were not valid (no host to allow). */
   invalid: number;
   decisions: number;
   first: number | undefined;
   last: number | undefined;
+}
+
+/** How `observe` treats what the policy in force denied. */
+export interface ObserveOptions {
+  /** Learn requests the policy in force denied in enforce mode too (explicit deny rules still win). */
+  includeDenied?: boolean | undefined;
 }
 
 /** An observation with nothing seen yet. */
@@ -64,10 +107,10 @@ export function emptyObserved(service: string | undefined, target: string, kind:
     reasons: new Map(),
     sources: new Set(),
     hooks: new Set(),
-    ports: new Map(),
-    methods: new Set(),
-    paths: new Set(),
+    origins: new Map(),
+    pathCount: 0,
     pathsCapped: false,
+    privateAddresses: new Set(),
     privateAddress: false,
     clients: new Set(),
     rules: new Set(),
@@ -83,6 +126,34 @@ function maxTime(a: number | undefined, b: number | undefined): number | undefin
   return a === undefined ? b : b === undefined ? a : Math.max(a, b);
 }
 
+function originOf(o: Observed, scheme: Scheme, port: number): OriginSeen {
+  const key = `${scheme}:${port}`;
+  let origin = o.origins.get(key);
+  if (!origin) {
+    origin = { scheme, port, requests: new Map(), connections: 0, summarised: 0 };
+    o.origins.set(key, origin);
+  }
+  return origin;
+}
+
+/** Adds a path under a method of an origin, within the destination's bound on distinct paths. */
+function addPath(o: Observed, seen: { paths: Set<string> }, path: string): void {
+  if (seen.paths.has(path)) return;
+  if (o.pathCount >= MAX_PATHS) {
+    o.pathsCapped = true;
+    return;
+  }
+  seen.paths.add(path);
+  o.pathCount++;
+}
+
+/** The special-purpose address a name was dialled at, if the decision shows one. */
+function dialledSpecial(d: LoggedDecision): string | undefined {
+  if (d.address === undefined || d.host === undefined || parseIpLiteral(d.host)) return undefined;
+  const ip = parseIpLiteral(d.address.startsWith('[') ? d.address.slice(1, -1) : d.address);
+  return ip && isSpecialPurpose(unmapIpv4(ip)) ? d.address : undefined;
+}
+
 /** Adds one decision (or a summary, standing for `d.count` decisions) to an observation. */
 export function addDecision(o: Observed, d: LoggedDecision): void {
   o.count += d.count;
@@ -96,14 +167,21 @@ export function addDecision(o: Observed, d: LoggedDecision): void {
   if (d.rule) o.rules.add(d.rule);
   if (d.client) o.clients.add(d.client);
   if (d.reason === 'private_address') o.privateAddress = true;
+  const special = dialledSpecial(d);
+  if (special) {
+    o.privateAddress = true;
+    o.privateAddresses.add(special);
+  }
   if (d.hook === 'dns') return;
-  const ports = o.ports.get(d.scheme) ?? new Set<number>();
-  o.ports.set(d.scheme, ports);
-  ports.add(d.port);
-  if (d.method) o.methods.add(d.method);
-  if (d.path) {
-    if (o.paths.size < MAX_PATHS) o.paths.add(d.path);
-    else if (!o.paths.has(d.path)) o.pathsCapped = true;
+  const origin = originOf(o, d.scheme, d.port);
+  if (d.summary) origin.summarised += d.count;
+  else if (d.method === undefined && d.path === undefined) origin.connections += d.count;
+  else {
+    const key = d.method ?? '';
+    const seen = origin.requests.get(key) ?? { paths: new Set<string>(), pathless: false };
+    origin.requests.set(key, seen);
+    if (d.path === undefined) seen.pathless = true;
+    else addPath(o, seen, d.path);
   }
 }
 
@@ -118,15 +196,20 @@ export function mergeInto(a: Observed, b: Observed): void {
   for (const [r, n] of b.reasons) a.reasons.set(r, (a.reasons.get(r) ?? 0) + n);
   for (const s of b.sources) a.sources.add(s);
   for (const h of b.hooks) a.hooks.add(h);
-  for (const [scheme, ports] of b.ports) {
-    const mine = a.ports.get(scheme) ?? new Set<number>();
-    for (const p of ports) mine.add(p);
-    a.ports.set(scheme, mine);
+  for (const theirs of b.origins.values()) {
+    const mine = originOf(a, theirs.scheme, theirs.port);
+    mine.connections += theirs.connections;
+    mine.summarised += theirs.summarised;
+    for (const [method, seen] of theirs.requests) {
+      const into = mine.requests.get(method) ?? { paths: new Set<string>(), pathless: false };
+      mine.requests.set(method, into);
+      into.pathless ||= seen.pathless;
+      for (const p of seen.paths) addPath(a, into, p);
+    }
   }
-  for (const m of b.methods) a.methods.add(m);
-  for (const p of b.paths) if (a.paths.size < MAX_PATHS) a.paths.add(p);
-  a.pathsCapped ||= b.pathsCapped || a.paths.size >= MAX_PATHS;
+  a.pathsCapped ||= b.pathsCapped;
   a.privateAddress ||= b.privateAddress;
+  for (const p of b.privateAddresses) a.privateAddresses.add(p);
   for (const c of b.clients) a.clients.add(c);
   for (const r of b.rules) a.rules.add(r);
   for (const n of b.names) a.names.add(n);
@@ -143,17 +226,44 @@ function targetOf(d: LoggedDecision): { target: string; kind: 'host' | 'address'
   return d.address !== undefined ? { target: d.address, kind: 'address' } : undefined;
 }
 
-/** Groups decisions by service and destination; a summary counts as the decisions it stands for. */
-export function observe(decisions: readonly LoggedDecision[]): Observation {
+/** How a refused request is listed: its origin, with the method and path when they were in view. */
+function refusedLabel(d: LoggedDecision, target: string): string {
+  if (d.hook === 'dns') return `dns lookup ${target}`;
+  const request = d.method ? ` ${d.method}${d.path ? ` ${d.path}` : ''}` : '';
+  return `${destinationLabel(d.scheme, target, d.port)}${request}`;
+}
+
+function addRefused(into: Map<string, Refused>, d: LoggedDecision, target: string): void {
+  const label = refusedLabel(d, target);
+  const key = `${d.service ?? ''}|${label}`;
+  let r = into.get(key);
+  if (!r) {
+    r = { service: d.service, label, count: 0, last: undefined, reasons: new Set(), rules: new Set() };
+    into.set(key, r);
+  }
+  r.count += d.count;
+  r.last = maxTime(r.last, d.time);
+  r.reasons.add(d.reason);
+  if (d.rule) r.rules.add(d.rule);
+}
+
+/**
+ * Groups decisions by service and destination; a summary counts as the decisions it stands for. What an
+ * explicit deny rule refused is never learned; what the policy in force denied in enforce mode is left
+ * out unless `includeDenied` (the policy in force meant it: learning must not undo an enforced decision).
+ */
+export function observe(decisions: readonly LoggedDecision[], options: ObserveOptions = {}): Observation {
   const out: Observation = {
     services: new Map(),
     explicitlyDenied: [],
+    denied: [],
     invalid: 0,
     decisions: decisions.reduce((n, d) => n + d.count, 0),
     first: undefined,
     last: undefined,
   };
-  const denied = new Map<string, Observed>();
+  const explicit = new Map<string, Observed>();
+  const denied = new Map<string, Refused>();
   for (const d of decisions) {
     out.first = minTime(out.first, d.time);
     out.last = maxTime(out.last, d.time);
@@ -164,9 +274,13 @@ export function observe(decisions: readonly LoggedDecision[]): Observation {
     }
     if (d.reason === 'explicit_deny') {
       const key = `${d.service ?? ''}|${t.target}`;
-      const o = denied.get(key) ?? emptyObserved(d.service, t.target, t.kind);
-      denied.set(key, o);
+      const o = explicit.get(key) ?? emptyObserved(d.service, t.target, t.kind);
+      explicit.set(key, o);
       addDecision(o, d);
+      continue;
+    }
+    if (d.result === 'denied' && !options.includeDenied) {
+      addRefused(denied, d, t.target);
       continue;
     }
     const targets = out.services.get(d.service) ?? new Map<string, Observed>();
@@ -175,6 +289,7 @@ export function observe(decisions: readonly LoggedDecision[]): Observation {
     targets.set(t.target, o);
     addDecision(o, d);
   }
-  out.explicitlyDenied = [...denied.values()];
+  out.explicitlyDenied = [...explicit.values()];
+  out.denied = [...denied.values()];
   return out;
 }

@@ -50,7 +50,15 @@ export function parseSuricataRule(line: string): ParsedRule {
   if (open < 0 || !line.endsWith(')')) throw new Error(`no option block: ${line}`);
   const header = line.slice(0, open).trim().split(/\s+/);
   if (header.length !== 7) throw new Error(`header needs 7 fields: ${line}`);
-  const [action, protocol, src, sport, dir, dst, dport] = header as [string, string, string, string, string, string, string];
+  const [action, protocol, src, sport, dir, dst, dport] = header as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   if (!ACTIONS.has(action)) throw new Error(`action ${action}`);
   if (!PROTOCOLS.has(protocol)) throw new Error(`protocol ${protocol}`);
   if (dir !== '->') throw new Error(`direction ${dir}`);
@@ -93,7 +101,8 @@ export function parseSuricataRule(line: string): ParsedRule {
   for (const required of ['msg', 'sid', 'rev']) {
     if (!options.some((o) => o.keyword === required)) throw new Error(`missing ${required}: ${line}`);
   }
-  if (lastBuffer && !['tls', 'http'].includes(protocol)) throw new Error(`${lastBuffer} on protocol ${protocol}`);
+  if (lastBuffer && !['tls', 'http'].includes(protocol))
+    throw new Error(`${lastBuffer} on protocol ${protocol}`);
   return { action, protocol, header, options };
 }
 

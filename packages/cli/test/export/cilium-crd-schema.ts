@@ -12,7 +12,9 @@
 import { z } from 'zod';
 
 /** Label keys and values as Kubernetes allows them (`k8s:` source prefix accepted, as Cilium does). */
-const labelKey = z.string().regex(/^(k8s:|any:)?([a-z0-9.-]+\/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/);
+const labelKey = z
+  .string()
+  .regex(/^(k8s:|any:)?([a-z0-9.-]+\/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/);
 const labelValue = z.string().regex(/^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$/);
 
 const endpointSelector = z.strictObject({
@@ -30,8 +32,18 @@ const endpointSelector = z.strictObject({
 
 /** fqdn.go: MatchName `^([-a-zA-Z0-9_]+[.]?)+$`, MatchPattern `^([-a-zA-Z0-9_*]+[.]?)+$` (kubebuilder markers). */
 const fqdnSelector = z.union([
-  z.strictObject({ matchName: z.string().max(255).regex(/^([-a-zA-Z0-9_]+[.]?)+$/) }),
-  z.strictObject({ matchPattern: z.string().max(255).regex(/^([-a-zA-Z0-9_*]+[.]?)+$/) }),
+  z.strictObject({
+    matchName: z
+      .string()
+      .max(255)
+      .regex(/^([-a-zA-Z0-9_]+[.]?)+$/),
+  }),
+  z.strictObject({
+    matchPattern: z
+      .string()
+      .max(255)
+      .regex(/^([-a-zA-Z0-9_*]+[.]?)+$/),
+  }),
 ]);
 
 /** l4.go PortProtocol: port is a string (number or IANA name), endPort for ranges (1.14+). */

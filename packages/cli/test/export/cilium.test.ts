@@ -1,9 +1,13 @@
+import { decideConnection, loadPolicyFile, parseHost } from '@egress-guard/policy';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { exportCommand } from '../../src/commands/export.js';
 import { ciliumTarget } from '../../src/export/cilium/cilium-target.js';
 import { ExportError } from '../../src/export/core/index.js';
 import { ciliumPolicySchema } from './cilium-crd-schema.js';
-import { exportFile, exportText, expectGolden, goldenPolicy } from './golden-file.js';
+import { expectGolden, exportFile, exportText, goldenPolicy } from './golden-file.js';
+import { serverNamesNear } from './server-name-property.js';
 
 const POLICY = goldenPolicy('cilium', 'kubernetes-services.policy.yaml');
 const WEAKER = ['tls-floor', 'private-addresses', 'services'];
@@ -20,6 +24,21 @@ function refusal(run: () => unknown): ExportError {
     throw error;
   }
   throw new Error('export was not refused');
+}
+
+/**
+ * Cilium's FQDN matching (pkg/fqdn/matchpattern, 1.19): names compared lower case as FQDNs; in a pattern
+ * `**.` is one or more labels, `*` a run of DNS characters inside a label, `.` a literal dot.
+ */
+function ciliumSelects(selector: { matchName?: string; matchPattern?: string }, name: string): boolean {
+  const fqdn = name.toLowerCase().endsWith('.') ? name.toLowerCase() : `${name.toLowerCase()}.`;
+  if (selector.matchName !== undefined) return fqdn === `${selector.matchName.toLowerCase()}.`;
+  const pattern = `${selector.matchPattern!.toLowerCase()}.`;
+  const chars = '[-a-zA-Z0-9_]';
+  const body = pattern.startsWith('**.')
+    ? `(${chars}+[.])+${pattern.slice(3).replace(/\./g, '[.]').replace(/\*/g, `${chars}*`)}`
+    : pattern.replace(/\./g, '[.]').replace(/\*/g, `${chars}*`);
+  return new RegExp(`^${body}$`).test(fqdn);
 }
 
 describe('export --to cilium', () => {
@@ -44,13 +63,55 @@ describe('export --to cilium', () => {
     expectGolden('cilium', 'service-payments-label-selector.yaml', text);
     const parsed = ciliumPolicySchema.parse(manifests(text)[0]);
     expect(parsed.metadata.name).toBe('egress-guard-payments');
-    expect(parsed.specs[0]?.endpointSelector).toEqual({ matchLabels: { 'egress-guard.dev/service': 'payments' } });
+    expect(parsed.specs[0]?.endpointSelector).toEqual({
+      matchLabels: { 'egress-guard.dev/service': 'payments' },
+    });
     const bank = parsed.specs.find((s) => s.description === 'egress-guard allow rule "payments-bank"');
     // https and http: both ports, over TCP.
     expect(bank?.egress?.[0]?.toPorts?.[0]?.ports).toEqual([
       { port: '80', protocol: 'TCP' },
       { port: '443', protocol: 'TCP' },
     ]);
+  });
+
+  it('egress-guard export --to cilium writes the same bytes, and exits 1 with the rules when refused', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) };
+    expect(await exportCommand([POLICY, '--to', 'cilium', '--allow-weaker', WEAKER.join(',')], io)).toBe(0);
+    expect(`${out.join('\n')}\n`).toBe(await exportFile(ciliumTarget, POLICY, { allowWeaker: WEAKER }));
+    expect(err.join('\n')).toContain('rule "internal-api": addresses 203.0.113.0/24 not exported');
+    err.length = 0;
+    expect(await exportCommand([POLICY, '--to', 'cilium'], io)).toBe(1);
+    expect(err.join('\n')).toMatch(/rule "stripe": the TLS floor/);
+  });
+
+  it('allows, on port 443, only names egress-guard check allows (or names it refuses as invalid, documented)', async () => {
+    const parsed = ciliumPolicySchema.parse(
+      manifests(await exportFile(ciliumTarget, POLICY, { allowWeaker: WEAKER }))[0],
+    );
+    const policy = await loadPolicyFile(POLICY);
+    const on443 = parsed.specs.flatMap((s) =>
+      (s.egress ?? []).filter(
+        (e) => e.toFQDNs && e.toPorts?.some((p) => p.ports.some((x) => x.port === '443')),
+      ),
+    );
+    const suffixes = [
+      'stripe.com',
+      's3.eu-west-1.amazonaws.com',
+      'githubusercontent.com',
+      'pastebin.com',
+      'example.com',
+    ];
+    fc.assert(
+      fc.property(serverNamesNear(suffixes), (name) => {
+        const cilium = on443.some((e) => e.toFQDNs!.some((sel) => ciliumSelects(sel, name)));
+        if (!cilium) return;
+        const decision = decideConnection(policy, { transport: 'tls', host: name, port: 443 });
+        if (!decision.allowed) expect(parseHost(name).kind, name).toBe('invalid');
+      }),
+      { numRuns: 4000 },
+    );
   });
 
   it('is deterministic: the same policy gives the same bytes', async () => {
@@ -120,7 +181,9 @@ allow:
   });
 
   it('fails without --allow-weaker for the TLS floor, and for report mode (Cilium audit mode is not in the policy)', () => {
-    const floor = refusal(() => exportText(ciliumTarget, 'version: 1\nallow: [{ name: a, hosts: [a.example.com] }]\n'));
+    const floor = refusal(() =>
+      exportText(ciliumTarget, 'version: 1\nallow: [{ name: a, hosts: [a.example.com] }]\n'),
+    );
     expect(floor.problems.map((p) => p.rule)).toContain('a');
     expect(floor.message).toContain('tls-floor');
     const report = refusal(() =>

@@ -29,7 +29,7 @@ const PROTO_FILES = [
   'envoy/extensions/filters/http/dynamic_forward_proxy/v3/dynamic_forward_proxy.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/clusters/dynamic_forward_proxy/v3/cluster.proto',
-  'envoy/extensions/access_loggers/stream/v3/stream.proto',
+  'envoy/extensions/network/dns_resolver/cares/v3/cares_dns_resolver.proto',
 ];
 
 let rootPromise: Promise<protobuf.Root> | undefined;
@@ -105,7 +105,8 @@ function checkMessage(
   }
   for (const oneof of type.oneofsArray) {
     const set = oneof.fieldsArray.filter((f) => seen.has(f));
-    if (set.length > 1) problems.push(`${at}: more than one of oneof ${oneof.name}: ${set.map((f) => f.name)}`);
+    if (set.length > 1)
+      problems.push(`${at}: more than one of oneof ${oneof.name}: ${set.map((f) => f.name)}`);
     if (oneof.options?.['(validate.required)'] === true && set.length === 0) {
       problems.push(`${at}: oneof ${oneof.name} of ${full} is required`);
     }
@@ -121,12 +122,20 @@ function checkMessage(
       problems.push(`${at}.${field.name}: required (non-empty) by ${full}`);
     }
     if (typeof rules['(validate.rules).repeated.min_items'] === 'number' && !seen.has(field)) {
-      problems.push(`${at}.${field.name}: needs at least ${rules['(validate.rules).repeated.min_items']} item(s)`);
+      problems.push(
+        `${at}.${field.name}: needs at least ${rules['(validate.rules).repeated.min_items']} item(s)`,
+      );
     }
   }
 }
 
-function checkField(root: protobuf.Root, field: protobuf.Field, value: unknown, at: string, problems: string[]): void {
+function checkField(
+  root: protobuf.Root,
+  field: protobuf.Field,
+  value: unknown,
+  at: string,
+  problems: string[],
+): void {
   if (field instanceof protobuf.MapField) {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       problems.push(`${at}: expected a map`);
@@ -150,7 +159,13 @@ function checkField(root: protobuf.Root, field: protobuf.Field, value: unknown, 
   checkSingle(root, field, value, at, problems);
 }
 
-function checkSingle(root: protobuf.Root, field: protobuf.Field, value: unknown, at: string, problems: string[]): void {
+function checkSingle(
+  root: protobuf.Root,
+  field: protobuf.Field,
+  value: unknown,
+  at: string,
+  problems: string[],
+): void {
   const resolved = field.resolvedType;
   if (resolved instanceof protobuf.Type) {
     checkMessage(root, resolved, value, at, problems);
@@ -181,7 +196,8 @@ function checkScalar(
     }
   } else if (type === 'bool') {
     if (typeof value !== 'boolean') problems.push(`${at}: expected a boolean`);
-    else if (rules['(validate.rules).bool.const'] === true && value !== true) problems.push(`${at}: must be true`);
+    else if (rules['(validate.rules).bool.const'] === true && value !== true)
+      problems.push(`${at}: must be true`);
   } else if (INT32.has(type) || UINT32.has(type)) {
     if (typeof value !== 'number' || !Number.isInteger(value)) {
       problems.push(`${at}: expected an integer`);
@@ -198,7 +214,10 @@ function checkScalar(
     if (typeof gte === 'number' && value < gte) problems.push(`${at}: ${value} < ${gte}`);
     if (typeof gt === 'number' && value <= gt) problems.push(`${at}: ${value} <= ${gt}`);
   } else if (INT64.has(type)) {
-    if (!(typeof value === 'number' && Number.isInteger(value)) && !(typeof value === 'string' && /^-?\d+$/.test(value)))
+    if (
+      !(typeof value === 'number' && Number.isInteger(value)) &&
+      !(typeof value === 'string' && /^-?\d+$/.test(value))
+    )
       problems.push(`${at}: expected an integer`);
   } else if (type === 'double' || type === 'float') {
     if (typeof value !== 'number') problems.push(`${at}: expected a number`);
@@ -220,7 +239,13 @@ const WRAPPERS: Record<string, string> = {
 };
 
 /** The JSON forms of well-known types; true when `full` was one of them. */
-function checkWellKnown(root: protobuf.Root, full: string, value: unknown, at: string, problems: string[]): boolean {
+function checkWellKnown(
+  root: protobuf.Root,
+  full: string,
+  value: unknown,
+  at: string,
+  problems: string[],
+): boolean {
   const wrapped = WRAPPERS[full];
   if (wrapped) {
     checkScalar(wrapped, {}, value, at, problems);

@@ -2,7 +2,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadPolicyFile, type Policy, parsePolicy } from '@egress-guard/policy';
 import { expect } from 'vitest';
-import { buildExportPlan, type ExportTarget, parseAllowWeaker, type RenderOptions } from '../../src/export/core/index.js';
+import {
+  buildExportPlan,
+  type ExportTarget,
+  parseAllowWeaker,
+  type RenderOptions,
+} from '../../src/export/core/index.js';
 
 const GOLDEN = path.join(import.meta.dirname, 'golden');
 
@@ -46,7 +51,12 @@ export function exportText(target: ExportTarget, policyText: string, options: Ex
   return renderPolicy(target, parsePolicy(policyText), 'inline.yaml', options);
 }
 
-function renderPolicy(target: ExportTarget, policy: Policy, fileName: string, options: ExportOptions): string {
+function renderPolicy(
+  target: ExportTarget,
+  policy: Policy,
+  fileName: string,
+  options: ExportOptions,
+): string {
   const plan = buildExportPlan(policy, target, {
     service: options.service,
     allowWeaker: parseAllowWeaker(options.allowWeaker ?? []),

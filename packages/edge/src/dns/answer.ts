@@ -121,8 +121,7 @@ function recordTypeCode(r: DecodedRecord): number {
 }
 
 // dns-packet exports its record codec, but its type definitions do not declare it.
-const recordCodec = (dnsPacket as unknown as { answer: { encode(record: dnsPacket.Answer): Buffer } })
-  .answer;
+const recordCodec = (dnsPacket as unknown as { answer: { encode(record: dnsPacket.Answer): Buffer } }).answer;
 
 /** Encodes records for a response (dns-packet's record codec, no compression). */
 export function encodeRecords(records: readonly dnsPacket.Answer[]): Buffer | undefined {

@@ -7,9 +7,9 @@
  */
 import {
   type Decision,
+  type DnsEvent,
   decideDnsAnswerAddress,
   decideDnsQuestion,
-  type DnsEvent,
   type EventEmitter,
   type Policy,
   refineDecision,
@@ -21,7 +21,7 @@ import { type DnsMetrics, typeLabel } from './dns-metrics.js';
 import type { ExfiltrationSignals, ExfiltrationTracker } from './exfiltration.js';
 import { type DnsQuery, readQuery } from './query.js';
 import type { SourceRateLimiter } from './rate-limit.js';
-import { askUpstream, type UpstreamServer } from './upstream.js';
+import type { UpstreamClient, UpstreamServer } from './upstream.js';
 import {
   CLASSIC_UDP_PAYLOAD,
   className,
@@ -46,9 +46,10 @@ export interface DnsGuardContext {
   bindings: DnsBindings;
   exfiltration: ExfiltrationTracker;
   rateLimiter: SourceRateLimiter;
-  /** Resolvers asked, in order. */
+  /** The edge's resolvers (time limit included: then SERVFAIL). */
+  upstream: UpstreamClient;
+  /** For messages: the resolvers asked, and the time limit. */
   servers: readonly UpstreamServer[];
-  /** Time limit of the upstream exchange (all servers); then SERVFAIL. */
   timeoutMs: number;
   refusal: DnsRefusal;
   /** A new event id. */
@@ -114,17 +115,13 @@ export class DnsGuard {
     if (!question.allowed) {
       response = this.refusal(query);
     } else {
-      const upstream = await askUpstream(
-        this.ctx.servers,
-        {
-          labels: query.labels,
-          qtype: query.qtype,
-          qclass: query.qclass,
-          checkingDisabled: (query.flags & FLAG.CD) !== 0,
-          dnssecOk: query.edns?.dnssecOk ?? false,
-        },
-        this.ctx.timeoutMs,
-      );
+      const upstream = await this.ctx.upstream.ask({
+        labels: query.labels,
+        qtype: query.qtype,
+        qclass: query.qclass,
+        checkingDisabled: (query.flags & FLAG.CD) !== 0,
+        dnssecOk: query.edns?.dnssecOk ?? false,
+      });
       filtered = upstream ? filterAnswer(upstream.message, query.name, query.qtype) : undefined;
       if (!filtered) {
         decision = refineDecision(
@@ -262,7 +259,9 @@ export class DnsGuard {
       'egress.dns.rcode': rcodeName(rcode),
       'egress.dns.answer_count': answerCount,
       'dns.answers':
-        answer && answer.addresses.length > 0 ? [...new Set(answer.addresses.map((a) => a.address))] : undefined,
+        answer && answer.addresses.length > 0
+          ? [...new Set(answer.addresses.map((a) => a.address))]
+          : undefined,
       'network.transport': transport,
       'client.address': client,
       'egress.duration_ms': Math.round((performance.now() - started) * 1000) / 1000,

@@ -11,7 +11,7 @@ import { DnsMetrics } from './dns-metrics.js';
 import { ExfiltrationTracker } from './exfiltration.js';
 import { DnsListener } from './listener.js';
 import { SourceRateLimiter } from './rate-limit.js';
-import { upstreamServers } from './upstream.js';
+import { UpstreamClient, upstreamServers } from './upstream.js';
 
 /** A DNS listener as bound. */
 export interface BoundDnsListener {
@@ -27,6 +27,7 @@ export class DnsService {
   private readonly listeners: DnsListener[] = [];
   private readonly guard: DnsGuard;
   private readonly metrics: DnsMetrics;
+  private readonly upstream: UpstreamClient;
 
   constructor(
     private readonly settings: EdgeDns,
@@ -36,6 +37,8 @@ export class DnsService {
     nextId: () => string,
   ) {
     this.bindings = new DnsBindings({ minTtlMs: settings.minTtl });
+    const servers = upstreamServers(settings.servers);
+    this.upstream = new UpstreamClient(servers, settings.timeout);
     this.metrics = new DnsMetrics(registry);
     this.guard = new DnsGuard({
       policy,
@@ -44,7 +47,8 @@ export class DnsService {
       bindings: this.bindings,
       exfiltration: new ExfiltrationTracker(),
       rateLimiter: new SourceRateLimiter({ perSecond: settings.rateLimit }),
-      servers: upstreamServers(settings.servers),
+      upstream: this.upstream,
+      servers,
       timeoutMs: settings.timeout,
       refusal: settings.refusal,
       nextId,
@@ -68,5 +72,6 @@ export class DnsService {
   /** Closes every listener. */
   async close(): Promise<void> {
     await Promise.all(this.listeners.splice(0).map((l) => l.close()));
+    this.upstream.close();
   }
 }

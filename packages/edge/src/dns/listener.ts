@@ -87,7 +87,11 @@ export class DnsListener {
     });
     return new Promise((resolve, reject) => {
       socket.once('error', (err: NodeJS.ErrnoException) => {
-        reject(new Error(`cannot listen on ${this.host}:${this.requestedPort} (dns, udp): ${err.code ?? err.message}`));
+        reject(
+          new Error(
+            `cannot listen on ${this.host}:${this.requestedPort} (dns, udp): ${err.code ?? err.message}`,
+          ),
+        );
       });
       socket.bind(this.requestedPort, this.host, () => {
         socket.removeAllListeners('error');

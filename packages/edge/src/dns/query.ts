@@ -33,7 +33,15 @@ export interface DnsQuery {
 /** Why a message was not a query to decide: drop it, or answer with a code (header and question echoed). */
 export type QueryProblem =
   | { kind: 'drop'; why: string }
-  | { kind: 'answer'; id: number; flags: number; questionBytes: Buffer | undefined; rcode: number; why: string; badVersion?: boolean };
+  | {
+      kind: 'answer';
+      id: number;
+      flags: number;
+      questionBytes: Buffer | undefined;
+      rcode: number;
+      why: string;
+      badVersion?: boolean;
+    };
 
 /** Reads `message`; a {@link DnsQuery}, or why not. Never throws. */
 export function readQuery(message: Buffer): DnsQuery | QueryProblem {
@@ -69,7 +77,8 @@ export function readQuery(message: Buffer): DnsQuery | QueryProblem {
     const len = message[offset]!;
     offset++;
     if (len === 0) break;
-    if (len > 63) return formErr(len >= 0xc0 ? 'a compression pointer in the question' : 'a label over 63 bytes');
+    if (len > 63)
+      return formErr(len >= 0xc0 ? 'a compression pointer in the question' : 'a label over 63 bytes');
     if (offset + len > message.length) return formErr('a label runs past the end');
     nameLength += len + 1;
     if (nameLength > 255) return formErr('a name over 255 bytes');
@@ -86,13 +95,15 @@ export function readQuery(message: Buffer): DnsQuery | QueryProblem {
   if (opcode !== 0) {
     return { kind: 'answer', id, flags, questionBytes, rcode: 4, why: `opcode ${opcode} (only QUERY)` };
   }
-  if (ancount !== 0 || nscount !== 0) return formErr('records in the answer or authority section', questionBytes);
+  if (ancount !== 0 || nscount !== 0)
+    return formErr('records in the answer or authority section', questionBytes);
   if (arcount > 1) return formErr('more than one additional record', questionBytes);
 
   let edns: DnsQuery['edns'];
   if (arcount === 1) {
     // The one additional record must be OPT, owned by the root, and fit exactly.
-    if (offset + 11 > message.length) return formErr('the additional record runs past the end', questionBytes);
+    if (offset + 11 > message.length)
+      return formErr('the additional record runs past the end', questionBytes);
     if (message[offset] !== 0) return formErr('the additional record is not OPT', questionBytes);
     const type = message.readUInt16BE(offset + 1);
     if (type !== TYPE.OPT) return formErr('the additional record is not OPT', questionBytes);
@@ -112,7 +123,15 @@ export function readQuery(message: Buffer): DnsQuery | QueryProblem {
     if (o !== offset + rdlength) return formErr('an EDNS option runs past the OPT record', questionBytes);
     offset += rdlength;
     if (version !== 0) {
-      return { kind: 'answer', id, flags, questionBytes, rcode: 0, why: `EDNS version ${version}`, badVersion: true };
+      return {
+        kind: 'answer',
+        id,
+        flags,
+        questionBytes,
+        rcode: 0,
+        why: `EDNS version ${version}`,
+        badVersion: true,
+      };
     }
     edns = { payload: Math.max(payload, 512), dnssecOk, version };
   }
@@ -121,7 +140,10 @@ export function readQuery(message: Buffer): DnsQuery | QueryProblem {
   const name =
     labels.length === 0
       ? '.'
-      : labels.map((l) => (plainName ? l : escapeLabel(l))).join('.').toLowerCase();
+      : labels
+          .map((l) => (plainName ? l : escapeLabel(l)))
+          .join('.')
+          .toLowerCase();
   return { id, flags, questionBytes, labels, name, plainName, qtype, qclass, edns };
 }
 

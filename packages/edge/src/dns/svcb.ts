@@ -59,7 +59,7 @@ export function stripEch(rdata: Buffer): ServiceBinding | undefined {
         const param = Buffer.alloc(4 + rest.length * 2);
         param.writeUInt16BE(KEY_MANDATORY, 0);
         param.writeUInt16BE(rest.length * 2, 2);
-        rest.forEach((k, i) => param.writeUInt16BE(k, 4 + i * 2));
+        for (const [i, k] of rest.entries()) param.writeUInt16BE(k, 4 + i * 2);
         kept.push(param);
       }
     } else {

@@ -82,48 +82,150 @@ export function answersQuery(answer: Buffer, query: Buffer): boolean {
   return true;
 }
 
-/**
- * Asks `servers` in turn, `question`, within `timeoutMs` in all (each server gets an equal share).
- * Resolves to the first well-formed answer, or undefined (every server timed out or failed).
- */
-export async function askUpstream(
-  servers: readonly UpstreamServer[],
-  question: UpstreamQuestion,
-  timeoutMs: number,
-): Promise<UpstreamAnswer | undefined> {
-  const share = Math.max(50, Math.floor(timeoutMs / Math.max(1, servers.length)));
-  for (const server of servers) {
-    const query = buildUpstreamQuery(randomInt(0, 0x10000), question);
-    const udp = await askUdp(server, query, share);
-    if (udp === undefined) continue;
-    if ((udp.readUInt16BE(2) & FLAG.TC) === 0) return { message: udp, transport: 'udp' };
-    const tcp = await askTcp(server, query, share);
-    if (tcp !== undefined) return { message: tcp, transport: 'tcp' };
-  }
-  return undefined;
+/** Sockets per server, and questions each one asks before it is replaced by one on a new random port. */
+const SOCKETS_PER_SERVER = 8;
+const QUESTIONS_PER_SOCKET = 2000;
+
+/** One connected UDP socket and the questions waiting on it, by ID. */
+interface PooledSocket {
+  socket: dgram.Socket;
+  pending: Map<number, { query: Buffer; done(answer: Buffer | undefined): void }>;
+  asked: number;
+  /** Resolves once connected (a send before that has no destination). */
+  connected: Promise<void>;
 }
 
-function askUdp(server: UpstreamServer, query: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
+/**
+ * Asks the edge's resolvers. UDP goes through a small pool of connected sockets per server (a socket per
+ * question costs more than the question), each on its own random port and replaced after
+ * {@link QUESTIONS_PER_SOCKET} questions, so that an off-path spoofer must still guess a port among
+ * several and a random 16-bit ID, and match the question (with the client's 0x20 case). TCP, for
+ * truncated answers, opens a connection per question.
+ */
+export class UpstreamClient {
+  private readonly pools = new Map<string, PooledSocket[]>();
+  private next = 0;
+  private closed = false;
+
+  constructor(
+    private readonly servers: readonly UpstreamServer[],
+    private readonly timeoutMs: number,
+  ) {}
+
+  /**
+   * Asks the servers in turn, within the time limit in all (each server gets an equal share). Resolves to
+   * the first well-formed answer, or undefined (every server timed out or failed).
+   */
+  async ask(question: UpstreamQuestion): Promise<UpstreamAnswer | undefined> {
+    const share = Math.max(50, Math.floor(this.timeoutMs / Math.max(1, this.servers.length)));
+    for (const server of this.servers) {
+      const udp = await this.askUdp(server, question, share);
+      if (udp === undefined) continue;
+      if ((udp.answer.readUInt16BE(2) & FLAG.TC) === 0) return { message: udp.answer, transport: 'udp' };
+      const tcp = await askTcp(server, udp.query, share);
+      if (tcp !== undefined) return { message: tcp, transport: 'tcp' };
+    }
+    return undefined;
+  }
+
+  /** Closes every pooled socket; questions in flight get no answer. */
+  close(): void {
+    this.closed = true;
+    for (const pool of this.pools.values()) for (const p of pool) this.retire(p);
+    this.pools.clear();
+  }
+
+  private askUdp(
+    server: UpstreamServer,
+    question: UpstreamQuestion,
+    timeoutMs: number,
+  ): Promise<{ query: Buffer; answer: Buffer } | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
+    const pooled = this.socketFor(server);
+    let id = randomInt(0, 0x10000);
+    while (pooled.pending.has(id)) id = randomInt(0, 0x10000);
+    const query = buildUpstreamQuery(id, question);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(undefined), timeoutMs);
+      const done = (answer: Buffer | undefined) => {
+        clearTimeout(timer);
+        if (pooled.pending.get(id)?.done === done) pooled.pending.delete(id);
+        if (pooled.asked >= QUESTIONS_PER_SOCKET && pooled.pending.size === 0) closeQuietly(pooled.socket);
+        resolve(answer ? { query, answer } : undefined);
+      };
+      pooled.pending.set(id, { query, done });
+      pooled.connected.then(
+        () => pooled.socket.send(query, (err) => err && done(undefined)),
+        () => done(undefined),
+      );
+    });
+  }
+
+  private socketFor(server: UpstreamServer): PooledSocket {
+    const key = `${server.host}|${server.port}`;
+    let pool = this.pools.get(key);
+    if (!pool) {
+      pool = [];
+      this.pools.set(key, pool);
+    }
+    const slot = this.next++ % SOCKETS_PER_SERVER;
+    let pooled = pool[slot];
+    if (!pooled || pooled.asked >= QUESTIONS_PER_SOCKET) {
+      if (pooled) this.retireWhenIdle(pooled);
+      pooled = this.open(server);
+      pool[slot] = pooled;
+    }
+    pooled.asked++;
+    return pooled;
+  }
+
+  private open(server: UpstreamServer): PooledSocket {
     const socket = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
-    let done = false;
-    const finish = (answer: Buffer | undefined) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.close();
-      resolve(answer);
+    let connected!: () => void;
+    let failed!: (error: Error) => void;
+    const pooled: PooledSocket = {
+      socket,
+      pending: new Map(),
+      asked: 0,
+      connected: new Promise<void>((resolve, reject) => {
+        connected = resolve;
+        failed = reject;
+      }),
     };
-    const timer = setTimeout(() => finish(undefined), timeoutMs);
-    socket.on('error', () => finish(undefined));
+    pooled.connected.catch(() => {});
+    socket.on('error', (error) => {
+      failed(error);
+      this.retire(pooled);
+    });
     socket.on('message', (msg) => {
-      // A connected socket hears only the server; the ID and question must match too.
-      if (msg.length <= MAX_UPSTREAM_ANSWER_BYTES && answersQuery(msg, query)) finish(msg);
+      if (msg.length < 12 || msg.length > MAX_UPSTREAM_ANSWER_BYTES) return;
+      const waiting = pooled.pending.get(msg.readUInt16BE(0));
+      // A connected socket hears only the server; the ID and the question must match too.
+      if (waiting && answersQuery(msg, waiting.query)) waiting.done(msg);
     });
-    socket.connect(server.port, server.host, () => {
-      if (!done) socket.send(query, (err) => err && finish(undefined));
-    });
-  });
+    socket.connect(server.port, server.host, () => connected());
+    // A pooled socket must not keep the process alive on its own.
+    socket.unref();
+    return pooled;
+  }
+
+  /** A replaced socket closes once its last question is answered or timed out (see askUdp). */
+  private retireWhenIdle(pooled: PooledSocket): void {
+    if (pooled.pending.size === 0) this.retire(pooled);
+  }
+
+  private retire(pooled: PooledSocket): void {
+    for (const waiting of [...pooled.pending.values()]) waiting.done(undefined);
+    closeQuietly(pooled.socket);
+  }
+}
+
+function closeQuietly(socket: dgram.Socket): void {
+  try {
+    socket.close();
+  } catch {
+    // already closed
+  }
 }
 
 function askTcp(server: UpstreamServer, query: Buffer, timeoutMs: number): Promise<Buffer | undefined> {

@@ -4,6 +4,7 @@
  */
 import { blankDecision, refineDecision } from '@egress-guard/policy';
 import type { Connection } from '../connection.js';
+import { decisionsFor } from '../decision-memo.js';
 import { Checks } from '../destination.js';
 import { relay } from '../relay.js';
 import { refuse } from '../replies.js';
@@ -31,7 +32,8 @@ export async function rawFlow(
   const { name, literal } = connectHost(target);
   const checked = await checkedDestination(rt, conn, flow, (policy) => {
     const service = conn.serviceIn(policy);
-    const tcp = decideTarget(policy, 'tcp', target, name ?? literal, service, Date.now());
+    const decider = decisionsFor(policy);
+    const tcp = decideTarget(decider, 'tcp', target, name ?? literal, service, Date.now());
     // A refusal here is about the bytes, not the name: say so, unless a deny rule named the destination.
     const first =
       (!tcp.allowed || tcp.result === 'reported') && tcp.reason !== 'explicit_deny'

@@ -4,6 +4,7 @@
  */
 import { blankDecision, refineDecision } from '@egress-guard/policy';
 import type { Connection } from '../connection.js';
+import { decisionsFor } from '../decision-memo.js';
 import { Checks } from '../destination.js';
 import { relay } from '../relay.js';
 import { refuse } from '../replies.js';
@@ -46,8 +47,9 @@ export async function sshFlow(
   const { name, literal } = connectHost(target);
   const checked = await checkedDestination(rt, conn, flow, (policy) => {
     const service = conn.serviceIn(policy);
+    const decider = decisionsFor(policy);
     // Transparent SSH has no name to claim: only `addresses` rules can allow it.
-    const decision = decideTarget(policy, 'ssh', target, name ?? literal, service, Date.now());
+    const decision = decideTarget(decider, 'ssh', target, name ?? literal, service, Date.now());
     const checks = new Checks();
     if (checks.fail(decision)) return { status: 'refused', decision };
     const original = target.kind === 'original' ? target.address : undefined;

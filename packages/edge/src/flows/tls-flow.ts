@@ -14,6 +14,7 @@ import {
   refineDecision,
 } from '@egress-guard/policy';
 import type { Connection } from '../connection.js';
+import { decisionsFor } from '../decision-memo.js';
 import { Checks } from '../destination.js';
 import { relay } from '../relay.js';
 import { refuse } from '../replies.js';
@@ -68,12 +69,13 @@ export async function tlsFlow(
   const assess = (policy: Policy): Assessment => {
     const now = Date.now();
     const service = conn.serviceIn(policy);
+    const decider = decisionsFor(policy);
     const hostDecision =
       host !== undefined
-        ? decideAnyScheme(policy, CONNECTION_SCHEMES.tls, { host, port, service }, now)
+        ? decideAnyScheme(decider, CONNECTION_SCHEMES.tls, { host, port, service }, now)
         : target.kind === 'original'
-          ? decideAnyScheme(policy, CONNECTION_SCHEMES.tls, { address: target.address, port, service }, now)
-          : blankDecision(policy, service, port, now);
+          ? decideAnyScheme(decider, CONNECTION_SCHEMES.tls, { address: target.address, port, service }, now)
+          : blankDecision(decider, service, port, now);
     const checks = new Checks();
     const stop = (): Assessment => ({
       status: 'refused',

@@ -6,8 +6,8 @@ import {
   blankDecision,
   CONNECTION_SCHEMES,
   type Decision,
+  type DecisionSource,
   decideAnyScheme,
-  type Policy,
   parseHost,
 } from '@egress-guard/policy';
 import { canonicalAddress } from '../claims.js';
@@ -25,7 +25,11 @@ export type TunnelTarget =
 export type AddressedTarget = Exclude<TunnelTarget, { kind: 'sni' }>;
 
 /** A decision about what is known of the destination before any byte: the base for edge reasons. */
-export function contextDecision(policy: Policy, service: string | undefined, target: TunnelTarget): Decision {
+export function contextDecision(
+  policy: DecisionSource,
+  service: string | undefined,
+  target: TunnelTarget,
+): Decision {
   const now = Date.now();
   const port = target.port;
   if (target.kind === 'connect')
@@ -52,7 +56,7 @@ export function connectHost(target: TunnelTarget): {
  * mode (only `addresses` rules can allow it), by the CONNECT host otherwise.
  */
 export function decideTarget(
-  policy: Policy,
+  policy: DecisionSource,
   scheme: 'ssh' | 'tcp',
   target: AddressedTarget,
   host: string | undefined,

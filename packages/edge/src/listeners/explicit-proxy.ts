@@ -7,8 +7,8 @@ import { decideTunnelOpening, refineDecision } from '@egress-guard/policy';
 
 import type { Connection } from '../connection.js';
 import { readFirstBytes } from '../first-bytes.js';
-import { authenticateConnection } from '../proxy-auth/authenticate.js';
 import { runTunnel } from '../flows/tunnel.js';
+import { authenticateConnection } from '../proxy-auth/authenticate.js';
 import { closeGently, httpError, refuse } from '../replies.js';
 import type { EdgeRuntime } from '../runtime.js';
 import { parseHttpHead } from '../sniff/index.js';

@@ -21,7 +21,10 @@ export type CredentialCheck =
     };
 
 /** The `Proxy-Authorization` header of a request head: absent, its one value, or `several`. */
-export type ProxyAuthorizationHeader = { status: 'absent' } | { status: 'one'; value: string } | { status: 'several' };
+export type ProxyAuthorizationHeader =
+  | { status: 'absent' }
+  | { status: 'one'; value: string }
+  | { status: 'several' };
 
 const NAME = 'proxy-authorization:';
 
@@ -48,7 +51,8 @@ export function verifyProxyAuthorization(
   header: ProxyAuthorizationHeader,
   table: CredentialTable,
 ): CredentialCheck {
-  if (header.status === 'absent') return { ok: false, failure: 'missing', detail: 'no Proxy-Authorization header' };
+  if (header.status === 'absent')
+    return { ok: false, failure: 'missing', detail: 'no Proxy-Authorization header' };
   if (header.status === 'several') {
     return { ok: false, failure: 'invalid', detail: 'more than one Proxy-Authorization header' };
   }

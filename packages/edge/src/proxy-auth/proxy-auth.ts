@@ -5,14 +5,21 @@
  * connection and the service they name wins over `sources` (docs/edge.md, "Service identity").
  */
 import type { Decision } from '@egress-guard/policy';
-import { verifyProxyAuthorization, readProxyAuthorization } from './credentials.js';
+import { readProxyAuthorization, verifyProxyAuthorization } from './credentials.js';
 import { FailureLimiter, type FailureLimiterOptions } from './failure-limiter.js';
-import { type CredentialTable, readSecretsFile, SecretsFileError } from './secrets-file.js';
+import { type CredentialTable, readSecretsFile, SecretsFileError, secretsIdentity } from './secrets-file.js';
 
 /** Options of {@link ProxyAuth}. */
 export interface ProxyAuthOptions extends FailureLimiterOptions {
   /** Where warnings go (a secrets file every user can read). Default `process.emitWarning`. */
   warn?: ((message: string) => void) | undefined;
+  /**
+   * Least time between two checks of the secrets for a change (a `stat` per file); a change is read at
+   * once, so a rotated Secret takes effect without a signal, in every worker. Default `1000` ms.
+   */
+  checkIntervalMs?: number | undefined;
+  /** Told when a changed file cannot be used (the credentials in force stay). */
+  onRejected?: ((problems: readonly string[]) => void) | undefined;
 }
 
 /** Who a request's credentials name, or why they were not accepted. */
@@ -39,6 +46,11 @@ export class ProxyAuth {
   private credentials: CredentialTable;
   private readonly limiter: FailureLimiter;
   private readonly warn: (message: string) => void;
+  private readonly checkInterval: number;
+  private readonly now: () => number;
+  private readonly onRejected: ((problems: readonly string[]) => void) | undefined;
+  private identity: string;
+  private nextCheck = 0;
 
   /** @throws {@link SecretsFileError} when the file cannot be used. */
   constructor(
@@ -49,6 +61,10 @@ export class ProxyAuth {
     this.limiter = new FailureLimiter(options);
     this.warn =
       options.warn ?? ((message) => process.emitWarning(message, { code: 'EGRESS_PROXY_AUTH_READABLE' }));
+    this.checkInterval = options.checkIntervalMs ?? 1000;
+    this.now = options.now ?? Date.now;
+    this.onRejected = options.onRejected;
+    this.identity = secretsIdentity(file);
     this.credentials = this.read();
   }
 
@@ -62,6 +78,7 @@ export class ProxyAuth {
    * invalid policy keeps the policy) and returns its problems, none quoting a secret.
    */
   reload(): { ok: true } | { ok: false; problems: readonly string[] } {
+    this.identity = secretsIdentity(this.file);
     try {
       this.credentials = this.read();
       return { ok: true };
@@ -73,6 +90,7 @@ export class ProxyAuth {
 
   /** Checks the credentials of a request head (`head` through `headerBytes`) from `source`. */
   check(head: Buffer, headerBytes: number, source: string): ProxyAuthResult {
+    this.reloadIfChanged();
     const wait = this.limiter.blockedFor(source);
     if (wait !== undefined) {
       return {
@@ -86,6 +104,15 @@ export class ProxyAuth {
     // A request without credentials is not a guess (clients may ask first and answer the challenge).
     if (!result.ok && result.failure === 'invalid') this.limiter.fail(source);
     return result;
+  }
+
+  private reloadIfChanged(): void {
+    const now = this.now();
+    if (now < this.nextCheck) return;
+    this.nextCheck = now + this.checkInterval;
+    if (secretsIdentity(this.file) === this.identity) return;
+    const result = this.reload();
+    if (!result.ok) this.onRejected?.(result.problems);
   }
 
   private read(): CredentialTable {

@@ -69,7 +69,9 @@ export function readSecretsFile(path: string): SecretsFile {
   try {
     stat = statSync(path);
   } catch (error) {
-    throw new SecretsFileError(path, [`cannot read it (${(error as NodeJS.ErrnoException).code ?? 'error'})`]);
+    throw new SecretsFileError(path, [
+      `cannot read it (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    ]);
   }
   const checkMode = (file: string, mode: number) => {
     if ((mode & 0o004) !== 0) {
@@ -159,6 +161,31 @@ export function readSecretsFile(path: string): SecretsFile {
   if (credentials.size === 0 && problems.length === 0) problems.push('no service has credentials');
   if (problems.length > 0) throw new SecretsFileError(path, problems);
   return { credentials, warnings };
+}
+
+/**
+ * What changes when the secrets change: the identity, size and modification time of the file, or of each
+ * file of the directory (following links: Kubernetes updates a projected volume by swapping the `..data`
+ * link, which gives every file a new identity). `missing` when it cannot be read.
+ */
+export function secretsIdentity(path: string): string {
+  const of = (s: ReturnType<typeof statSync>) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
+  try {
+    const stat = statSync(path);
+    if (!stat.isDirectory()) return of(stat);
+    const parts: string[] = [];
+    for (const name of readdirSync(path).sort()) {
+      if (name.startsWith('.')) continue;
+      try {
+        parts.push(`${name}=${of(statSync(join(path, name)))}`);
+      } catch {
+        parts.push(`${name}=missing`);
+      }
+    }
+    return parts.join(',');
+  } catch {
+    return 'missing';
+  }
 }
 
 function isMapping(value: unknown): value is Record<string, unknown> {

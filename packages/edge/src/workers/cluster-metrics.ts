@@ -41,7 +41,8 @@ export class ClusterMetrics implements MetricsSource {
   /** A worker's answer to scrape `id`. */
   answered(worker: Worker, id: number, metrics: unknown[]): void {
     const scrape = this.scrapes.get(id);
-    if (!scrape || !scrape.waiting.delete(worker.id)) return;
+    if (!scrape) return;
+    if (!scrape.waiting.delete(worker.id)) return;
     scrape.responses.push(metrics as MetricsJson);
     if (scrape.waiting.size === 0) scrape.done();
   }

@@ -29,7 +29,12 @@ import pino, { type DestinationStream } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { AdminServer } from '../admin-server.js';
 import { BoundCounter, BoundGauge } from '../bound-metrics.js';
-import { EdgeConfigError, type EdgeOptions, type ResolvedEdgeOptions, resolveEdgeOptions } from '../config.js';
+import {
+  EdgeConfigError,
+  type EdgeOptions,
+  type ResolvedEdgeOptions,
+  resolveEdgeOptions,
+} from '../config.js';
 import type { BoundListener } from '../edge-server.js';
 import { METRIC_NAMES } from '../metrics.js';
 import { PolicyWatcher } from '../policy-watcher.js';
@@ -80,13 +85,17 @@ export interface EdgeWorkersStats {
 export function workerOptionProblems(options: ResolvedEdgeOptions): string[] {
   const problems: string[] = [];
   if (typeof options.policy !== 'string') {
-    problems.push('policy: with workers > 1 the policy must be a file path (every worker reads the same text)');
+    problems.push(
+      'policy: with workers > 1 the policy must be a file path (every worker reads the same text)',
+    );
   }
   for (const key of IN_PROCESS_ONLY) {
     if (options[key] !== undefined) {
       problems.push(
         `${key}: cannot be used with workers > 1 (it lives in this process; workers are other processes)${
-          key === 'events' || key === 'logger' ? ': give a destination, which the primary writes every event to' : ''
+          key === 'events' || key === 'logger'
+            ? ': give a destination, which the primary writes every event to'
+            : ''
         }`,
       );
     }
@@ -379,7 +388,11 @@ export class EdgeWorkers {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         worker.process.kill('SIGKILL');
-        reject(new Error(`edge worker ${worker.id} did not start listening within ${WORKER_LIMITS.startTimeoutMs} ms`));
+        reject(
+          new Error(
+            `edge worker ${worker.id} did not start listening within ${WORKER_LIMITS.startTimeoutMs} ms`,
+          ),
+        );
       }, WORKER_LIMITS.startTimeoutMs);
       timer.unref();
       worker.on('message', (message: unknown) => {
@@ -397,7 +410,8 @@ export class EdgeWorkers {
       worker.on('error', () => {});
       worker.once('exit', (code: number | null, signal: string | null) => {
         clearTimeout(timer);
-        if (!state.ready) reject(new Error(`edge worker ${worker.id} exited before listening (${signal ?? `code ${code}`})`));
+        if (!state.ready)
+          reject(new Error(`edge worker ${worker.id} exited before listening (${signal ?? `code ${code}`})`));
         this.exited(state, code, signal);
       });
     });

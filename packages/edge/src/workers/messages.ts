@@ -45,5 +45,7 @@ export type FromWorker =
 
 /** True for a message of this protocol (the channel also carries node:cluster's own messages). */
 export function isWorkerMessage(message: unknown): message is FromWorker {
-  return typeof message === 'object' && message !== null && typeof (message as { t?: unknown }).t === 'string';
+  return (
+    typeof message === 'object' && message !== null && typeof (message as { t?: unknown }).t === 'string'
+  );
 }

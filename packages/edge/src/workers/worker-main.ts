@@ -13,7 +13,9 @@ import { EventRelay } from './event-relay.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './messages.js';
 
 if (!cluster.isWorker || typeof process.send !== 'function') {
-  throw new Error('edge worker: this file is started by the edge primary (startEdgeWorkers), not run directly');
+  throw new Error(
+    'edge worker: this file is started by the edge primary (startEdgeWorkers), not run directly',
+  );
 }
 
 const send = (message: FromWorker, done?: (error: Error | null) => void): boolean =>

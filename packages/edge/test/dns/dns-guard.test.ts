@@ -6,7 +6,7 @@ import dns from 'node:dns';
 import * as dnsPacket from 'dns-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startDnsServer, type TestDnsServer } from '../../../../test/support/index.js';
-import { type EdgeOptions } from '../../src/index.js';
+import type { EdgeOptions } from '../../src/index.js';
 import { type EventLine, policyOf, startTestEdge, type TestEdge } from '../helpers/edge-kit.js';
 import { dig, query, rcodeOf, reply, startRawUpstream, udpExchange } from './dns-kit.js';
 
@@ -114,8 +114,12 @@ describe('the DNS guard, with dig', () => {
     expect(String(first!['egress.message'])).toContain('to allow it, add a rule with hosts');
     expect(second).toMatchObject({ 'egress.reason': 'explicit_deny', 'egress.rule': 'no-secret' });
     const metrics = await t.edge.registry.getSingleMetricAsString('egress_edge_dns_questions_total');
-    expect(metrics).toContain('result="denied",reason="host_not_allowed",rcode="REFUSED",type="A",transport="udp"} 1');
-    const signals = await t.edge.registry.getSingleMetricAsString('egress_edge_dns_exfiltration_signals_total');
+    expect(metrics).toContain(
+      'result="denied",reason="host_not_allowed",rcode="REFUSED",type="A",transport="udp"} 1',
+    );
+    const signals = await t.edge.registry.getSingleMetricAsString(
+      'egress_edge_dns_exfiltration_signals_total',
+    );
     expect(signals).toContain('signal="high_entropy"} 1');
   });
 
@@ -171,7 +175,9 @@ describe('the DNS guard, with dig', () => {
     expect((await dig(port, ['_verify.allowed.test', 'TXT'])).status).not.toBe('REFUSED');
     expect(upstream.queries).toEqual([{ name: '_verify.allowed.test', type: 'TXT', transport: 'udp' }]);
     expect(dnsEvents()[0]).toMatchObject({ 'egress.reason': 'dns_type_not_allowed', 'egress.rule': 'api' });
-    expect(String(dnsEvents()[0]!['egress.message'])).toContain('dns: { types: [A, AAAA, CNAME, HTTPS, SVCB, TXT] }');
+    expect(String(dnsEvents()[0]!['egress.message'])).toContain(
+      'dns: { types: [A, AAAA, CNAME, HTTPS, SVCB, TXT] }',
+    );
   });
 
   it('answers an IDN name asked in its A-label form, as the policy lists it in Unicode', async () => {
@@ -182,7 +188,11 @@ describe('the DNS guard, with dig', () => {
   });
 
   it('sets TC when the answer does not fit a client without EDNS, and dig gets it all over TCP', async () => {
-    const many = Array.from({ length: 60 }, (_, i) => ({ type: 'A' as const, data: `93.184.217.${i + 1}`, ttl: 30 }));
+    const many = Array.from({ length: 60 }, (_, i) => ({
+      type: 'A' as const,
+      data: `93.184.217.${i + 1}`,
+      ttl: 30,
+    }));
     const upstream = await startDnsServer({ 'api.allowed.test': many });
     cleanup.push(() => upstream.close());
     const { port, dnsEvents } = await setUp(upstream);
@@ -239,7 +249,9 @@ describe('the DNS guard and its upstream', () => {
   });
 
   it('sends the upstream only the question, in a query the edge built: its own ID, no client options', async () => {
-    const raw = await startRawUpstream((q) => reply(q, [{ type: 'A', name: 'api.allowed.test', ttl: 60, data: '93.184.216.34' }]));
+    const raw = await startRawUpstream((q) =>
+      reply(q, [{ type: 'A', name: 'api.allowed.test', ttl: 60, data: '93.184.216.34' }]),
+    );
     cleanup.push(() => raw.close());
     const { port } = await setUp(raw);
     const answer = await udpExchange(
@@ -255,7 +267,9 @@ describe('the DNS guard and its upstream', () => {
             name: '.',
             udpPayloadSize: 4096,
             flags: 0,
-            options: [{ code: 8, family: 1, sourcePrefixLength: 24, scopePrefixLength: 0, ip: '198.51.100.0' }],
+            options: [
+              { code: 8, family: 1, sourcePrefixLength: 24, scopePrefixLength: 0, ip: '198.51.100.0' },
+            ],
           } as dnsPacket.Answer,
         ],
       }),
@@ -280,14 +294,21 @@ describe('the DNS guard and its upstream', () => {
       0, 1, 0, 0, 1, 0, 3, 2, 0x68, 0x32, 0, 4, 0, 4, 93, 184, 216, 34, 0, 5, 0, 3, 0xaa, 0xbb, 0xcc,
     ]);
     const raw = await startRawUpstream((q) =>
-      reply(q, [{ type: 'UNKNOWN_65' as dnsPacket.RecordType, name: 'api.allowed.test', ttl: 60, data: rdata } as dnsPacket.Answer]),
+      reply(q, [
+        {
+          type: 'UNKNOWN_65' as dnsPacket.RecordType,
+          name: 'api.allowed.test',
+          ttl: 60,
+          data: rdata,
+        } as dnsPacket.Answer,
+      ]),
     );
     cleanup.push(() => raw.close());
     const { t, port } = await setUp(raw);
     const answer = await udpExchange(port, query('api.allowed.test', 'UNKNOWN_65', 9, true));
     const decoded = dnsPacket.decode(answer!);
     expect(decoded.answers).toHaveLength(1);
-    const passed = decoded.answers![0]!.data as Buffer;
+    const passed = (decoded.answers![0] as { data: Buffer }).data;
     expect([...passed]).toEqual([0, 1, 0, 0, 1, 0, 3, 2, 0x68, 0x32, 0, 4, 0, 4, 93, 184, 216, 34]);
     expect(t.edge.dns!.bindings.holds('api.allowed.test', '93.184.216.34')).toBe(true);
   });

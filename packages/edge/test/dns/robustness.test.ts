@@ -15,6 +15,7 @@ import { DnsMetrics } from '../../src/dns/dns-metrics.js';
 import { ExfiltrationTracker } from '../../src/dns/exfiltration.js';
 import { readQuery } from '../../src/dns/query.js';
 import { SourceRateLimiter } from '../../src/dns/rate-limit.js';
+import { UpstreamClient } from '../../src/dns/upstream.js';
 import { query, type RawUpstream, rcodeOf, reply, startRawUpstream } from './dns-kit.js';
 
 const policy = parsePolicy(`
@@ -39,6 +40,7 @@ beforeAll(async () => {
     bindings: new DnsBindings(),
     exfiltration: new ExfiltrationTracker(),
     rateLimiter: new SourceRateLimiter({ perSecond: 1e9 }),
+    upstream: new UpstreamClient([{ host: '127.0.0.1', port: upstream.port }], 500),
     servers: [{ host: '127.0.0.1', port: upstream.port }],
     timeoutMs: 500,
     refusal: 'refused',
@@ -85,13 +87,18 @@ describe('the guard under hostile input', () => {
     const base = query('api.allowed.test', 'A', 99, true);
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 6,
+        }),
         fc.integer({ min: -8, max: 8 }),
         async (flips, resize) => {
           const message = Buffer.from(base);
           for (const [at, value] of flips) message[at] = value;
           const sized =
-            resize < 0 ? message.subarray(0, Math.max(0, message.length + resize)) : Buffer.concat([message, Buffer.alloc(resize)]);
+            resize < 0
+              ? message.subarray(0, Math.max(0, message.length + resize))
+              : Buffer.concat([message, Buffer.alloc(resize)]);
           checkReply(sized, await guard.answer(sized, '127.0.0.1', sized.length % 2 ? 'udp' : 'tcp'));
         },
       ),
@@ -105,7 +112,11 @@ describe('the guard under hostile input', () => {
     const loop = Buffer.from([0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1]);
     const answer = await guard.answer(loop, '127.0.0.1', 'udp');
     expect(answer && rcodeOf(answer)).toBe(1);
-    expect(readQuery(loop)).toMatchObject({ kind: 'answer', rcode: 1, why: 'a compression pointer in the question' });
+    expect(readQuery(loop)).toMatchObject({
+      kind: 'answer',
+      rcode: 1,
+      why: 'a compression pointer in the question',
+    });
   });
 
   it('drops oversized messages and responses, and answers NOTIMP to other opcodes', async () => {
@@ -138,11 +149,13 @@ describe('upstream answers under hostile input', () => {
       fc.property(
         fc.oneof(
           fc.uint8Array({ maxLength: 2000 }).map((b) => Buffer.from(b)),
-          fc.array(fc.tuple(fc.nat(good.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }).map((flips) => {
-            const m = Buffer.from(good);
-            for (const [at, v] of flips) m[at] = v;
-            return m;
-          }),
+          fc
+            .array(fc.tuple(fc.nat(good.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 })
+            .map((flips) => {
+              const m = Buffer.from(good);
+              for (const [at, v] of flips) m[at] = v;
+              return m;
+            }),
         ),
         (message) => {
           const filtered = filterAnswer(message, 'api.allowed.test', 1);

@@ -17,6 +17,7 @@ import {
   loadPolicyFile,
   type Policy,
 } from '@egress-guard/policy';
+import { LRUCache } from 'lru-cache';
 import { AuditLog, type CheckDetails, type Checked } from './audit-log.js';
 import { type BreakerAdmission, BreakerRegistry } from './breakers.js';
 import { DecisionCache } from './decision-cache.js';
@@ -46,7 +47,10 @@ export class GuardCore {
   private readonly file: string | undefined;
   /** The clock decisions are made at (for `reportUntil`). */
   readonly clock: () => number;
-  private readonly recent = new Map<string, { scheme: Destination['scheme']; until: number }>();
+  /** Requests allowed in the last 30 seconds, by host|port; the least recently used go first when full. */
+  private readonly recent = new LRUCache<string, { scheme: Destination['scheme']; until: number }>({
+    max: 10_000,
+  });
   private watcher: FSWatcher | undefined;
   private reloadTimer: NodeJS.Timeout | undefined;
 
@@ -132,7 +136,6 @@ export class GuardCore {
    * request's scheme rather than as a raw connection.
    */
   noteRequest(scheme: Destination['scheme'], host: string, port: number): void {
-    if (this.recent.size > 10_000) this.recent.clear();
     this.recent.set(`${host.toLowerCase()}|${port}`, { scheme, until: this.clock() + 30_000 });
   }
 

@@ -96,10 +96,3 @@ function setGlobal(symbol: symbol, value: unknown): void {
   }
   Object.defineProperty(globalThis, symbol, { value, writable: true, configurable: true, enumerable: false });
 }
-
-/** Whether the global dispatchers are still the guard's (a later setGlobalDispatcher replaces them). */
-export function globalDispatcherIsGuarded(): boolean {
-  return GLOBAL_DISPATCHERS.every(
-    (s) => (globalThis as Record<symbol, unknown>)[s] instanceof GuardedDispatcher,
-  );
-}

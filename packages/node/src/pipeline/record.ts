@@ -1,4 +1,11 @@
-import { type Decision, type Destination, decideDialledAddress } from '@egress-guard/policy';
+import {
+  type Decision,
+  type Destination,
+  decideDialledAddress,
+  isSpecialPurpose,
+  parseIpLiteral,
+  unmapIpv4,
+} from '@egress-guard/policy';
 import type { CheckDetails, Checked, CompletionFields } from '../guard/audit-log.js';
 import type { GuardCore } from '../guard/guard-core.js';
 import type { ConnectionContext } from '../socket/connection-context.js';
@@ -77,13 +84,7 @@ export function checkDialledAddress(
     guard.clock(),
   );
   if (decision.result === 'allowed') return undefined;
-  // In report mode, a destination already reported for this reason is not reported again for each address.
-  if (
-    decision.allowed &&
-    context.decision.result === 'reported' &&
-    context.decision.reason === decision.reason
-  )
-    return undefined;
+  if (alreadyReported(context, decision, address)) return undefined;
   recordDecision(
     guard,
     decision,
@@ -93,6 +94,26 @@ export function checkDialledAddress(
     context.id ?? guard.audit.nextId(),
   );
   return decision.allowed ? undefined : guard.errorFor(decision);
+}
+
+/**
+ * In report mode, a destination already reported for this reason is not reported again for each address,
+ * unless the address is special-purpose (private, loopback, link-local): a rule allowing the destination
+ * would still refuse it at dial time (`private_address`) unless it says `privateAddresses: allow`, so the
+ * address is recorded for `egress-guard learn` and `diff` to see what enforcing would check.
+ */
+function alreadyReported(context: ConnectionContext, decision: Decision, address: string): boolean {
+  return (
+    decision.allowed &&
+    context.decision.result === 'reported' &&
+    context.decision.reason === decision.reason &&
+    !specialPurpose(address)
+  );
+}
+
+function specialPurpose(address: string): boolean {
+  const ip = parseIpLiteral(address.startsWith('[') ? address.slice(1, -1) : address);
+  return ip !== undefined && isSpecialPurpose(unmapIpv4(ip));
 }
 
 const dialChecks = new WeakMap<GuardCore, DialChecks>();

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import {
   embeddedIpv4,
   type IpAddress,
@@ -279,28 +280,28 @@ export class Decider {
     return undefined;
   }
 
-  // Parsing a host is pure and services talk to few hosts: a bounded cache makes repeat decisions cheap.
-  private readonly hosts = new Map<string, ReturnType<typeof parseHost>>();
+  // Parsing a host is pure and services talk to few hosts: a bounded cache makes repeat decisions cheap,
+  // and a flood of names evicts only the least recently used.
+  private readonly hosts = new LRUCache<string, ReturnType<typeof parseHost>>({ max: 4096 });
   private parseCached(host: string): ReturnType<typeof parseHost> {
     let parsed = this.hosts.get(host);
     if (parsed === undefined) {
       parsed = parseHost(host);
-      if (this.hosts.size >= 4096) this.hosts.clear();
       this.hosts.set(host, parsed);
     }
     return parsed;
   }
 
-  private readonly addresses = new Map<string, IpAddress | null>();
+  /** Parsed address literals; `false` for text that is not one. */
+  private readonly addresses = new LRUCache<string, IpAddress | false>({ max: 4096 });
   private addressCached(address: string): IpAddress | undefined {
     let ip = this.addresses.get(address);
     if (ip === undefined) {
       const parsed = parseIpLiteral(address.startsWith('[') ? address.slice(1, -1) : address);
-      ip = parsed ? unmapIpv4(parsed) : null;
-      if (this.addresses.size >= 4096) this.addresses.clear();
+      ip = parsed ? unmapIpv4(parsed) : false;
       this.addresses.set(address, ip);
     }
-    return ip ?? undefined;
+    return ip || undefined;
   }
 
   private subject(dest: Destination): Subject | string {

@@ -4,8 +4,8 @@
  * special-purpose rule: DNS rebinding stopped at the resolver, not only at connect time).
  */
 import { parseIpLiteral, specialPurposeRange, unmapIpv4 } from '../address/index.js';
+import { DEFAULT_DNS_TYPES, type Decision } from '../types.js';
 import type { LookupAcceptance } from './decider.js';
-import { type Decision, DEFAULT_DNS_TYPES } from '../types.js';
 import { refineDecision } from './refine.js';
 
 /** What {@link decideDnsQuestion} needs of a policy: a `Policy` is one. */

@@ -12,15 +12,15 @@ export {
   decideAnyScheme,
   decideConnection,
 } from './connection.js';
-export { errorForDecision, timeoutError } from './decision-error.js';
 export type { LookupAcceptance } from './decider.js';
+export { errorForDecision, timeoutError } from './decision-error.js';
+export type { DecisionSource } from './decision-source.js';
 export {
   type DnsDecisionSource,
   type DnsQuestion,
   decideDnsAnswerAddress,
   decideDnsQuestion,
 } from './dns.js';
-export type { DecisionSource } from './decision-source.js';
 export { decideInvalid } from './invalid.js';
 export { decideNativeBinding } from './native-binding.js';
 export {

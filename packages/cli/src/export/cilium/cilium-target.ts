@@ -1,13 +1,14 @@
 import { Document } from 'yaml';
 import {
-  type ExportPlan,
   ExportError,
+  type ExportPlan,
   type ExportProblem,
   type ExportTarget,
   headerComment,
   hostMatchKey,
   type RenderOptions,
 } from '../core/index.js';
+import { kubernetesNamePart } from '../kubernetes/object-name.js';
 import { type FqdnSelector, fqdnSelector } from './fqdn-selector.js';
 
 /** The pod label `--service NAME` selects: operators put it on the service's pods (docs/export.md). */
@@ -72,7 +73,9 @@ function renderCilium(plan: ExportPlan, options: RenderOptions): string {
   if (problems.length > 0) throw new ExportError(problems);
 
   const endpointSelector =
-    plan.service === undefined ? {} : { matchLabels: { [CILIUM_SERVICE_LABEL]: dnsLabel(plan.service) } };
+    plan.service === undefined
+      ? {}
+      : { matchLabels: { [CILIUM_SERVICE_LABEL]: kubernetesNamePart(plan.service, 'service') } };
   const specs: Record<string, unknown>[] = [];
   if (dns.size > 0) {
     specs.push({
@@ -143,19 +146,22 @@ function renderCilium(plan: ExportPlan, options: RenderOptions): string {
     apiVersion: 'cilium.io/v2',
     kind: 'CiliumClusterwideNetworkPolicy',
     metadata: {
-      name: plan.service === undefined ? 'egress-guard' : `egress-guard-${dnsLabel(plan.service)}`,
+      name:
+        plan.service === undefined
+          ? 'egress-guard'
+          : `egress-guard-${kubernetesNamePart(plan.service, 'service')}`,
       labels: { 'app.kubernetes.io/managed-by': 'egress-guard' },
       annotations: { 'egress-guard.dev/policy-sha256': plan.policyHash },
     },
     specs,
   };
-  const doc = new Document(manifest);
+  const doc = new Document(manifest, { aliasDuplicateObjects: false });
   const header = [
     ...headerComment(plan, options, '#'),
     '#',
     plan.service === undefined
       ? '# Selects every pod (endpointSelector {}): the top-level rules apply to every caller.'
-      : `# Selects the pods labelled ${CILIUM_SERVICE_LABEL}=${dnsLabel(plan.service)}: label the service's pods so.`,
+      : `# Selects the pods labelled ${CILIUM_SERVICE_LABEL}=${kubernetesNamePart(plan.service, 'service')}: label the service's pods so.`,
     '# Apply with kubectl apply -f. Pods this policy selects may reach only what it allows (default deny).',
     ...[...notes].sort().map((n) => `# Note: ${n}`),
   ];
@@ -174,14 +180,4 @@ function sortedSelectors(map: Map<string, FqdnSelector>): FqdnSelector[] {
 function withPrefix(cidr: string): string {
   if (cidr.includes('/')) return cidr;
   return cidr.includes(':') ? `${cidr}/128` : `${cidr}/32`;
-}
-
-/** A service name as a label value / DNS-1123 name part. */
-function dnsLabel(name: string): string {
-  return (
-    name
-      .toLowerCase()
-      .replace(/[^a-z0-9-]+/g, '-')
-      .replace(/^-+|-+$/g, '') || 'service'
-  );
 }

@@ -23,10 +23,10 @@ export function headerComment(plan: ExportPlan, options: RenderOptions, prefix =
   }
   if (plan.weaker.length > 0) {
     lines.push('', `Not enforced by ${plan.target} (accepted with --allow-weaker):`);
+    const dims = [...new Set(plan.weaker.map((w) => w.dimension))].sort();
+    for (const d of dims) lines.push(`  ${d}: ${WEAKER_DIMENSIONS[d]}`);
     for (const w of plan.weaker) {
-      lines.push(
-        `  - ${w.rule === undefined ? '' : `rule "${w.rule}": `}${w.dimension}: ${WEAKER_DIMENSIONS[w.dimension]} (${w.detail})`,
-      );
+      lines.push(`  - ${w.rule === undefined ? '' : `rule "${w.rule}": `}${w.dimension}: ${w.detail}`);
     }
   }
   return lines.map((l) => (l === '' ? prefix : `${prefix} ${l}`));

@@ -28,6 +28,7 @@ export {
 export {
   type AllowedHost,
   buildExportPlan,
+  describeEntry,
   type ExportPlan,
   type ExportRule,
   type ExportWarning,
@@ -37,6 +38,7 @@ export {
   type PlanOptions,
   type PortRange,
   planHasTransport,
+  TRANSPORT_DENY_SCHEMES,
   TRANSPORT_SCHEMES,
   type WeakerFinding,
 } from './plan.js';

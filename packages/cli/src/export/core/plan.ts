@@ -114,10 +114,20 @@ export interface PlanOptions {
 /** Port ranges wider than this are refused rather than expanded into one listener per port. */
 export const MAX_PORTS_PER_RULE = 64;
 
-/** Which schemes a listener of each transport carries, as the edge decides a connection it cannot see into. */
+/**
+ * Which allow rules open a listener: a TLS listener carries https, wss and tls (the ClientHello does not say
+ * which: a connection is allowed when any of them is, as `decideConnection(transport: 'tls')` decides at the
+ * edge); a plain HTTP listener reads Host on requests, which `http` rules allow. A `ws`-only rule is not
+ * exported (the engine cannot tell an upgrade from a request: narrower).
+ */
 export const TRANSPORT_SCHEMES: Readonly<Record<Transport, readonly Scheme[]>> = {
   tls: CONNECTION_SCHEMES.tls,
-  // A plain HTTP request: the engine reads Host and cannot tell a WebSocket upgrade apart reliably.
+  http: ['http'],
+};
+
+/** Which deny rules hold a listener: on plain HTTP a `ws` deny holds every request (narrower). */
+export const TRANSPORT_DENY_SCHEMES: Readonly<Record<Transport, readonly Scheme[]>> = {
+  tls: CONNECTION_SCHEMES.tls,
   http: ['http', 'ws'],
 };
 
@@ -202,11 +212,18 @@ export function buildExportPlan(policy: Policy, target: ExportTarget, options: P
       if (unseen.length > 0 && rule.hosts.length > 0) {
         warnings.push({
           rule: rule.name,
-          message: `schemes ${unseen.join(', ')} not exported: ${target.name} sees no name for them (narrower)`,
+          message: `schemes ${unseen.join(', ')} not exported: ${target.name} cannot tell them apart on the wire (tcp, ssh: no name; ws: an upgrade) (narrower)`,
         });
       }
-    } else if (rule.addresses.length > 0) {
-      weak(rule.name, 'addresses', `deny addresses ${rule.addresses.join(', ')}`);
+    } else {
+      if (rule.addresses.length > 0)
+        weak(rule.name, 'addresses', `deny addresses ${rule.addresses.join(', ')}`);
+      if (rule.schemes.includes('ws') && !rule.schemes.includes('http') && sem.transports.includes('http')) {
+        warnings.push({
+          rule: rule.name,
+          message: `denies ws: ${target.name} cannot tell a WebSocket upgrade from plain HTTP, so it denies both (narrower)`,
+        });
+      }
     }
     for (const range of rule.ports ?? []) {
       if (range[1] - range[0] + 1 > MAX_PORTS_PER_RULE) {
@@ -315,7 +332,7 @@ function allowPorts(rule: ExportRule, scheme: Scheme): number[] {
 
 /** Whether a deny rule holds connections of a listener (same test as the decider at connection level). */
 function denyApplies(rule: ExportRule, transport: Transport, port: number): boolean {
-  if (!rule.schemes.some((s) => TRANSPORT_SCHEMES[transport].includes(s))) return false;
+  if (!rule.schemes.some((s) => TRANSPORT_DENY_SCHEMES[transport].includes(s))) return false;
   if (rule.ports && !rule.ports.some(([lo, hi]) => port >= lo && port <= hi)) return false;
   // The decider: a deny rule naming methods or paths cannot match where they are not in view (it is
   // enforced on the requests themselves). The engine does not read them either: reported as weaker.
@@ -407,6 +424,13 @@ function listenerOf(
     denied: sem.denyPrecedence ? denied : [],
     rules: [...allows, ...denies].map((r) => r.name),
   };
+}
+
+/** What a match entry is for, in one line for a comment: `rule "x" (allow): api.example.com (exactly)`. */
+export function describeEntry(e: MatchEntry): string {
+  return e.rule === undefined
+    ? `guard ${e.pattern}: ${e.comment}`
+    : `rule "${e.rule}" (${e.action}): ${e.comment}`;
 }
 
 function entry(action: 'allow' | 'deny', rule: ExportRule, host: HostMatch, comment: string): MatchEntry {

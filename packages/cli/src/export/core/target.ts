@@ -40,6 +40,8 @@ export interface RenderOptions {
   resolver?: string | undefined;
   /** `--runtime-dir`: where an engine keeps sockets, pid and cache files. */
   runtimeDir?: string | undefined;
+  /** `--proxy-port`: the port of an explicit proxy (Squid); default 3128. */
+  proxyPort?: number | undefined;
 }
 
 /** Defaults of {@link RenderOptions}, for the targets and the docs. */

@@ -1,4 +1,5 @@
 import {
+  describeEntry,
   type ExportPlan,
   type ExportTarget,
   headerComment,
@@ -77,17 +78,16 @@ function renderHaproxy(plan: ExportPlan, options: RenderOptions): string {
   return `${out.join('\n')}\n`;
 }
 
-function entryComment(e: MatchEntry): string {
-  return e.rule === undefined
-    ? `# guard ${e.pattern}: ${e.comment}`
-    : `# rule "${e.rule}" (${e.action}): ${e.comment}`;
+/** HAProxy wants `:port` for every address. */
+function bindOn(options: RenderOptions, port: number): string {
+  return options.listenAddress === undefined ? `:${port}` : listenOn(options, port);
 }
 
 /** First match wins: each line decides only while no earlier line has. */
 function verdictLines(prefix: string, fetch: string, entries: MatchEntry[]): string[] {
   const lines: string[] = [];
   for (const e of entries) {
-    lines.push(`    ${entryComment(e)}`);
+    lines.push(`    # ${describeEntry(e)}`);
     lines.push(
       `    ${prefix} set-var(txn.egress_guard) str(${e.action}) if !{ var(txn.egress_guard) -m found } { ${fetch} -m reg -i '${e.regex}' }`,
     );
@@ -100,7 +100,7 @@ function tlsFrontend(l: Listener, options: RenderOptions): string[] {
     `# TLS on port ${l.port}: rules ${l.rules.map((r) => `"${r}"`).join(', ')}`,
     `frontend egress_guard_tls_${l.port}`,
     '    mode tcp',
-    `    bind ${listenOn(options, l.port)}`,
+    `    bind ${bindOn(options, l.port)}`,
     '    tcp-request inspect-delay 10s',
     '    # Wait for the ClientHello; anything else is refused.',
     '    tcp-request content reject unless { req.ssl_hello_type 1 }',
@@ -120,7 +120,7 @@ function httpFrontend(l: Listener, options: RenderOptions): string[] {
     `# Plain HTTP on port ${l.port}: rules ${l.rules.map((r) => `"${r}"`).join(', ')}`,
     `frontend egress_guard_http_${l.port}`,
     '    mode http',
-    `    bind ${listenOn(options, l.port)}`,
+    `    bind ${bindOn(options, l.port)}`,
     '    # The Host header without its port (an absolute-form request line must agree with it).',
     '    http-request set-var(txn.egress_guard_host) req.hdr(host),field(1,:),lower',
     ...verdictLines('http-request', 'var(txn.egress_guard_host)', l.entries),

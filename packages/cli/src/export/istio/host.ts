@@ -5,28 +5,18 @@ import type { HostMatch } from '../core/index.js';
  *
  * Istio's wildcard is a leading `*.` matching any number of labels (hosts are compared by suffix; the sidecar's
  * TLS filter chains use Envoy's `server_names`, where `*.example.com` matches `a.b.example.com`): our
- * `**.example.com`. Our one-label `*.example.com` and globs within a label (`api-*`) have no Istio form that is
- * not wider, so they are refused with choices.
+ * `**.example.com`. Our one-label and label-glob patterns have no Istio form; the target's semantics make the
+ * core drop them before rendering (narrower, with a warning).
  */
-export type IstioHostResult = { ok: true; host: string } | { ok: false; reason: string; choices: string[] };
-
-export function istioHost(pattern: HostMatch): IstioHostResult {
+export function istioHost(pattern: HostMatch): string {
   switch (pattern.kind) {
     case 'exact':
-      return { ok: true, host: pattern.name };
+      return pattern.name;
     case 'multi-label':
-      return { ok: true, host: `*.${pattern.suffix}` };
+      return `*.${pattern.suffix}`;
     case 'one-label':
-      return {
-        ok: false,
-        reason:
-          pattern.labelGlob === undefined
-            ? `Istio's "*.${pattern.suffix}" matches any number of labels, wider than "${pattern.text}" (exactly one)`
-            : `Istio has no wildcard within a label ("${pattern.text}")`,
-        choices: [
-          `list the names "${pattern.text}" stands for`,
-          `write "**.${pattern.suffix}" in the policy if any depth is intended`,
-        ],
-      };
+      throw new Error(
+        `internal: "${pattern.text}" reached the Istio renderer (the core drops one-label patterns)`,
+      );
   }
 }

@@ -1,4 +1,5 @@
 import {
+  describeEntry,
   type ExportPlan,
   type ExportTarget,
   headerComment,
@@ -92,12 +93,6 @@ function key(e: MatchEntry): string {
   return `"~*${e.regex}"`;
 }
 
-function entryComment(e: MatchEntry): string {
-  return e.rule === undefined
-    ? `# guard ${e.pattern}: ${e.comment}`
-    : `# rule "${e.rule}" (${e.action}): ${e.comment}`;
-}
-
 function streamListener(l: Listener, refused: string, options: RenderOptions): string[] {
   const v = `$egress_guard_tls_${l.port}`;
   const lines = [
@@ -105,7 +100,7 @@ function streamListener(l: Listener, refused: string, options: RenderOptions): s
     `map $ssl_preread_server_name ${v} {`,
   ];
   for (const e of l.entries) {
-    lines.push(`    ${entryComment(e)}`);
+    lines.push(`    # ${describeEntry(e)}`);
     lines.push(
       `    ${key(e)} ${e.action === 'allow' ? `$ssl_preread_server_name:${l.port}` : `"${refused}"`};`,
     );
@@ -130,7 +125,7 @@ function httpListener(l: Listener, options: RenderOptions): string[] {
     `map $host ${v} {`,
   ];
   for (const e of l.entries) {
-    lines.push(`    ${entryComment(e)}`);
+    lines.push(`    # ${describeEntry(e)}`);
     lines.push(`    ${key(e)} ${e.action === 'allow' ? `"$host:${l.port}"` : '""'};`);
   }
   lines.push('    # No rule allows it: refused.', '    default "";', '}');
@@ -142,6 +137,7 @@ function httpListener(l: Listener, options: RenderOptions): string[] {
     '            return 403 "egress denied by policy: no rule allows this host\\n";',
     '        }',
     `        proxy_pass http://${v};`,
+    // The Host sent on is the name decided: an absolute-form request line cannot carry another Host past it.
     '        proxy_set_header Host $http_host;',
     '    }',
     '}',

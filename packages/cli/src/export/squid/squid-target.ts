@@ -1,4 +1,5 @@
 import {
+  describeEntry,
   type ExportPlan,
   type ExportTarget,
   headerComment,
@@ -34,7 +35,7 @@ export const squidTarget: ExportTarget = {
   render: renderSquid,
 };
 
-/** The proxy port clients are configured with. */
+/** The proxy port clients are configured with, unless `--proxy-port` says otherwise. */
 export const SQUID_PROXY_PORT = 3128;
 
 function renderSquid(plan: ExportPlan, options: RenderOptions): string {
@@ -49,15 +50,14 @@ function renderSquid(plan: ExportPlan, options: RenderOptions): string {
     '# port even though this configuration never bumps (nothing is ever signed with it). Make one with',
     `#   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=egress-guard-never-bump -keyout ${runtime}/squid-never-bump.pem -out ${runtime}/squid-never-bump.pem`,
     '',
-    `http_port ${listenOn(options, SQUID_PROXY_PORT)} ssl-bump tls-cert=${runtime}/squid-never-bump.pem generate-host-certificates=off`,
+    `http_port ${listenOn(options, options.proxyPort ?? SQUID_PROXY_PORT)} ssl-bump tls-cert=${runtime}/squid-never-bump.pem generate-host-certificates=off`,
     `pid_filename ${runtime}/squid.pid`,
     `cache_log ${runtime}/squid-cache.log`,
     `access_log stdio:${runtime}/squid-access.log`,
     `coredump_dir ${runtime}`,
     'cache deny all',
     'shutdown_lifetime 1 seconds',
-    '# The proxy passes bytes through: no caching, no via/forwarded headers that reveal clients.',
-    'via off',
+    '# The proxy passes bytes through: no caching, no forwarded header that reveals clients.',
     'forwarded_for delete',
     '',
     'acl egress_guard_step1 at_step SslBump1',
@@ -76,7 +76,7 @@ function renderSquid(plan: ExportPlan, options: RenderOptions): string {
       const connect = aclName('tls', l, i, e, 'connect');
       const sni = aclName('tls', l, i, e, 'sni');
       acls.push(
-        comment(e),
+        `# ${describeEntry(e)}`,
         `acl ${connect} dstdom_regex -n -i ${e.regex}`,
         `acl ${sni} ssl::server_name_regex --client-requested -i ${e.regex}`,
       );
@@ -94,7 +94,7 @@ function renderSquid(plan: ExportPlan, options: RenderOptions): string {
     );
     l.entries.forEach((e, i) => {
       const host = aclName('http', l, i, e, 'host');
-      acls.push(comment(e), `acl ${host} dstdom_regex -n -i ${e.regex}`);
+      acls.push(`# ${describeEntry(e)}`, `acl ${host} dstdom_regex -n -i ${e.regex}`);
       access.push(`http_access ${e.action} !CONNECT egress_guard_http_proto_${l.port} ${port} ${host}`);
     });
   }
@@ -113,12 +113,6 @@ function renderSquid(plan: ExportPlan, options: RenderOptions): string {
     'ssl_bump terminate all',
   );
   return `${out.join('\n')}\n`;
-}
-
-function comment(e: MatchEntry): string {
-  return e.rule === undefined
-    ? `# guard ${e.pattern}: ${e.comment}`
-    : `# rule "${e.rule}" (${e.action}): ${e.comment}`;
 }
 
 /** ACL names carry the rule (or guard) name, so every http_access / ssl_bump line traces back to the policy. */

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import tls from 'node:tls';
 import { type Decision, decideVerifyDisabled, timeoutError } from '@egress-guard/policy';
+import { LRUCache } from 'lru-cache';
 import type { buildConnector } from 'undici';
 import type { GuardCore } from '../../guard/guard-core.js';
 import { dialChecksOf, recordDecision } from '../../pipeline/record.js';
@@ -34,7 +35,7 @@ function undiciBuildConnector(): typeof buildConnector {
  * `rejectUnauthorized: false` unless the rule says `tls.verify: false`.
  */
 export function guardedConnector(guard: GuardCore, base: ConnectOptions = {}): Connector {
-  const cache = new Map<string, { hash: string; connect: Connector }>();
+  const cache = new LRUCache<string, { hash: string; connect: Connector }>({ max: 1000 });
   return (opts, callback) => {
     const tls = opts.protocol === 'https:';
     const port = Number(opts.port) || (tls ? 443 : 80);
@@ -52,7 +53,6 @@ export function guardedConnector(guard: GuardCore, base: ConnectOptions = {}): C
     const key = `${opts.protocol}//${opts.hostname}:${port}`;
     let entry = cache.get(key);
     if (!entry || entry.hash !== decision.policyHash) {
-      if (cache.size > 1000) cache.clear();
       entry = { hash: decision.policyHash, connect: build(guard, base, decision, opts.hostname, port) };
       cache.set(key, entry);
     }

@@ -1,4 +1,5 @@
 import type { Scheme } from '@egress-guard/policy';
+import { LRUCache } from 'lru-cache';
 
 /** What a dispatch asks for, read from undici's dispatch options. */
 export interface RequestTarget {
@@ -50,8 +51,8 @@ export function readRequestTarget(opts: {
   };
 }
 
-// A process talks to few origins: each is parsed once, not on every request.
-const parsedOrigins = new Map<string, ParsedOrigin | null>();
+// A process talks to few origins: each is parsed once, not on every request. `false`: not a URL.
+const parsedOrigins = new LRUCache<string, ParsedOrigin | false>({ max: 1024 });
 
 /** An origin's parts, parsed once per distinct text; undefined when it is not a URL. */
 export function parsedOrigin(text: string): ParsedOrigin | undefined {
@@ -61,12 +62,11 @@ export function parsedOrigin(text: string): ParsedOrigin | undefined {
       const u = new URL(text);
       parsed = { protocol: u.protocol, hostname: u.hostname, port: u.port, origin: u.origin };
     } catch {
-      parsed = null;
+      parsed = false;
     }
-    if (parsedOrigins.size >= 1024) parsedOrigins.clear();
     parsedOrigins.set(text, parsed);
   }
-  return parsed ?? undefined;
+  return parsed || undefined;
 }
 
 /** `host:port` of an absolute-form request target (with the scheme's default port), or `''` if unparsable. */

@@ -1,0 +1,206 @@
+import { decideConnection, parsePolicy } from '@egress-guard/policy';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  buildExportPlan,
+  ExportError,
+  type ExportTarget,
+  type Listener,
+  parseAllowWeaker,
+} from '../../src/export/core/index.js';
+import { nginxTarget } from '../../src/export/nginx/nginx-target.js';
+
+/*
+ * The core's analysis, target-independent: the ordered match list of a listener is run here with
+ * JavaScript regexes (the same syntax subset the engines read) against the decider, for many names; and
+ * every refusal carries the rule, the reason and the choices.
+ */
+
+const WEAKER = parseAllowWeaker(['tls-floor,private-addresses']);
+
+/** First match wins, no match denies: what nginx's map, HAProxy's ACL list and Squid's http_access do. */
+function firstMatchAllows(listener: Listener, name: string): boolean {
+  for (const e of listener.entries) if (new RegExp(e.regex, 'i').test(name)) return e.action === 'allow';
+  return false;
+}
+
+const POLICY = `
+version: 1
+allow:
+  - name: exact
+    hosts: [api.example.com, example.net]
+  - name: one-label
+    hosts: ["*.example.com"]
+  - name: glob
+    hosts: ["api-?-*.example.org"]
+  - name: any-depth
+    hosts: ["**.example.net"]
+deny:
+  - name: carve
+    hosts: [secret.example.com, "**.internal.example.net", "*.x.example.net"]
+`;
+
+describe('ordered match lists', () => {
+  const policy = parsePolicy(POLICY);
+  const plan = buildExportPlan(policy, nginxTarget, { allowWeaker: WEAKER });
+  const listener = plan.listeners[0]!;
+
+  const label = fc.oneof(
+    fc.constantFrom(
+      'api',
+      'secret',
+      'internal',
+      'x',
+      'api-1-z',
+      'api-1-',
+      'api--z',
+      'xn--bcher-kva',
+      '-a',
+      'a-',
+      'A',
+      'Api',
+    ),
+    fc.stringMatching(/^[a-zA-Z0-9_-]{1,12}$/),
+    fc.constant('a'.repeat(64)),
+  );
+  const suffix = fc.constantFrom(
+    'example.com',
+    'example.net',
+    'example.org',
+    'evil.io',
+    'example.com.evil.io',
+    'com',
+  );
+  const name = fc
+    .tuple(fc.array(label, { minLength: 0, maxLength: 3 }), suffix, fc.boolean())
+    .map(([labels, s, dot]) => `${[...labels, s].join('.')}${dot ? '.' : ''}`);
+
+  it('never allows what the policy denies, and allows what it allows but for xn-- under a wildcard', () => {
+    fc.assert(
+      fc.property(name, (n) => {
+        const policyAllows = decideConnection(policy, { transport: 'tls', host: n, port: 443 }).allowed;
+        const engineAllows = firstMatchAllows(listener, n);
+        if (engineAllows) expect(policyAllows, n).toBe(true);
+        if (policyAllows && !engineAllows) expect(n.toLowerCase(), n).toMatch(/(^|\.)xn--/);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('puts deny rules before exact allows, and the guards before wildcard allows', () => {
+    const kinds = listener.entries.map((e) => `${e.action}:${e.rule ?? `guard:${e.pattern}`}`);
+    expect(kinds.slice(0, 3)).toEqual(['deny:carve', 'deny:carve', 'deny:carve']);
+    const firstGuard = kinds.findIndex((k) => k.includes('guard:'));
+    const firstWildAllow = listener.entries.findIndex((e) => e.action === 'allow' && e.pattern.includes('*'));
+    expect(firstGuard).toBeGreaterThan(kinds.lastIndexOf('allow:exact'));
+    expect(firstWildAllow).toBeGreaterThan(firstGuard);
+  });
+});
+
+describe('refusals name the rule, the reason and the choices', () => {
+  const refused = (text: string, allowWeaker = WEAKER) => {
+    try {
+      buildExportPlan(parsePolicy(text), nginxTarget, { allowWeaker });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ExportError);
+      return (error as ExportError).problems;
+    }
+    throw new Error('export was not refused');
+  };
+
+  it('a label glob with braces is not translated', () => {
+    const [p] = refused('version: 1\nallow:\n  - name: braces\n    hosts: ["{a,b}.example.com"]\n');
+    expect(p).toMatchObject({ rule: 'braces' });
+    expect(p!.reason).toMatch(/brackets or braces/);
+    expect(p!.choices.join(' ')).toMatch(/list the names/);
+  });
+
+  it('a port range too wide for one listener per port', () => {
+    const [p] = refused(
+      'version: 1\nallow:\n  - name: wide\n    hosts: [db.example.com]\n    schemes: [tls]\n    ports: ["1000-2000"]\n',
+    );
+    expect(p).toMatchObject({ rule: 'wide' });
+    expect(p!.reason).toMatch(/1001 listeners/);
+  });
+
+  it('methods and paths without --allow-weaker', () => {
+    const problems = refused(
+      'version: 1\nallow:\n  - name: posts\n    hosts: [api.example.com]\n    methods: [POST]\n    paths: ["/v1/**"]\n',
+    );
+    expect(problems.map((p) => p.reason.split(':')[0])).toEqual([
+      'HTTP methods (allow and deny rules with methods)',
+      'HTTP paths (allow and deny rules with paths)',
+    ]);
+    expect(problems[0]!.choices[0]).toBe('accept it: --allow-weaker methods,paths');
+    expect(problems[0]!.reason).toMatch(/not enforced by nginx/);
+  });
+
+  it('report mode, services and deny addresses are weaker dimensions too', () => {
+    const problems = refused(
+      'version: 1\nmode: report\nallow:\n  - name: a\n    hosts: [a.example.com]\ndeny:\n  - name: metadata\n    addresses: [169.254.169.254/32]\nservices:\n  s:\n    allow:\n      - name: b\n        hosts: [b.example.com]\n',
+    );
+    expect(problems.map((p) => `${p.rule}:${p.reason.split(':')[0]}`).sort()).toEqual([
+      'metadata:deny rules on addresses (the engine resolves names itself and does not check the address)',
+      'undefined:per-service sections (the engine does not know which service is calling)',
+      'undefined:report mode (the engine enforces where the policy only reports)',
+    ]);
+  });
+
+  it('an unknown --service', () => {
+    const policy = parsePolicy('version: 1\nallow:\n  - name: a\n    hosts: [a.example.com]\n');
+    expect(() => buildExportPlan(policy, nginxTarget, { service: 'nope', allowWeaker: WEAKER })).toThrow(
+      /the policy has no service "nope" \(choices: one of: \(no services\); omit --service\)/,
+    );
+  });
+});
+
+describe('targets without deny precedence or some wildcards narrow, with a warning', () => {
+  const allowListOnly: ExportTarget = {
+    name: 'allowlist-only',
+    summary: 'test target',
+    semantics: {
+      hostMatching: 'patterns',
+      constructs: { oneLabel: true, labelGlob: false, multiLabel: false },
+      denyPrecedence: false,
+      transports: ['tls'],
+      enforces: [],
+      auditMode: false,
+    },
+    render: () => '',
+  };
+
+  it('drops the allows a deny carves into, and the constructs it lacks; keeps the rest', () => {
+    const plan = buildExportPlan(
+      parsePolicy(`
+version: 1
+allow:
+  - name: a
+    hosts: ["*.example.com", ok.example.org, "api-*.example.org", "**.example.net", secret.example.org]
+deny:
+  - name: d
+    hosts: [secret.example.com, secret.example.org]
+`),
+      allowListOnly,
+      { allowWeaker: WEAKER },
+    );
+    expect(plan.listeners[0]!.allowed.map((h) => h.match.text)).toEqual(['ok.example.org']);
+    const messages = plan.warnings.map((w) => w.message).join('\n');
+    expect(messages).toMatch(/"\*\.example\.com" dropped: deny rule "d" carves "secret\.example\.com"/);
+    expect(messages).toMatch(/"secret\.example\.org" dropped: deny rule "d"/);
+    expect(messages).toMatch(/"api-\*\.example\.org" dropped: allowlist-only has no exact form/);
+    expect(messages).toMatch(/"\*\*\.example\.net" dropped/);
+  });
+});
+
+describe('--allow-weaker syntax', () => {
+  it('takes comma lists, repeated', () => {
+    expect([...parseAllowWeaker(['methods,paths', 'tls-floor'])].sort()).toEqual([
+      'methods',
+      'paths',
+      'tls-floor',
+    ]);
+  });
+  it('refuses unknown names with the list', () => {
+    expect(() => parseAllowWeaker(['method'])).toThrow(/unknown dimension "method" \(one of methods, paths/);
+  });
+});
