@@ -53,6 +53,7 @@ function describeErrors(event: Record<string, unknown>, errors: ErrorObject[] | 
         'egress.breaker.state': 'BreakerEvent',
         'egress.events.dropped': 'DroppedEvent',
         'egress.worker.exited': 'WorkerEvent',
+        'egress.dns': 'DnsEvent',
       }[kind] ?? '');
   const relevant = (errors ?? []).filter((e) => !ref || e.schemaPath.includes(`/${ref}/`));
   return (relevant.length > 0 ? relevant : (errors ?? []))

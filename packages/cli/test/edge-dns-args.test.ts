@@ -45,4 +45,14 @@ describe('egress-guard edge: the DNS guard flags', () => {
       parseEdgeArgs(['--policy', join(dir, 'p.yaml'), '--explicit', ':0', '--dns-refusal', 'x']),
     ).toThrow(/--dns-refusal/);
   });
+  it('runs one process when the DNS guard is on, and refuses more workers with it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-dns-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'p.yaml'), 'version: 1\n');
+    const base = ['--policy', join(dir, 'p.yaml'), '--explicit', ':0', '--no-admin'];
+    expect(parseEdgeArgs([...base, '--dns', '127.0.0.1:0']).workers).toBe(1);
+    expect(() => parseEdgeArgs([...base, '--dns', '127.0.0.1:0', '--workers', '2'])).toThrow(
+      /the DNS guard runs in a single-process edge/,
+    );
+  });
 });

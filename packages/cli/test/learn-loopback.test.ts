@@ -103,7 +103,9 @@ describe('learn → diff → enforce over loopback, with the real SDK', () => {
     writeFileSync(strict, learned.replace(/^ *privateAddresses: allow\n/m, ''));
     const diff = await run('diff', strict, log);
     expect(diff.code).not.toBe(0);
-    expect(diff.out).toMatch(/private_address .*: \d+, 1 destination/);
+    expect(diff.out).toMatch(
+      /private_address .*: \d+, \d+ destinations?\n +\d+ {2}http:\/\/localhost:\d+ at (127\.0\.0\.1|::1)$/m,
+    );
 
     install({ policy: await loadPolicyFile(strict), destination: { write: () => {} } });
     const before = server.connections;

@@ -190,6 +190,44 @@ describe('egress-guard learn', () => {
     expect(included.out).not.toMatch(/not allowed here/);
   });
 
+  it("learns the edge DNS guard's questions: their types and private answers, never a wildcard over names only looked up", async () => {
+    const file = join(dir, 'dns.jsonl');
+    const question = (name: string, type: string, answers?: string[]) =>
+      JSON.stringify({
+        'event.name': 'egress.dns',
+        'egress.schema': 1,
+        'egress.source': 'edge',
+        'egress.id': `q-${name}-${type}`,
+        'egress.decision': 'reported',
+        'egress.reason': 'host_not_allowed',
+        'egress.mode': 'report',
+        'egress.policy.hash': 'h',
+        'egress.hook': 'edge.dns',
+        'dns.question.name': name,
+        'egress.dns.type': type,
+        'egress.dns.rcode': 'NOERROR',
+        'egress.dns.answer_count': answers?.length ?? 0,
+        ...(answers ? { 'dns.answers': answers } : {}),
+        'network.transport': 'udp',
+        'egress.duration_ms': 1,
+      });
+    const tunnel = ['a1', 'b2', 'c3', 'd4', 'e5', 'f6'].map((l) => question(`${l}.tunnel.example`, 'TXT'));
+    writeFileSync(file, `${[...tunnel, question('cache.internal.test', 'A', ['10.0.0.9'])].join('\n')}\n`);
+    const r = await run('learn', file);
+    expect(r.code, r.err).toBe(0);
+    const rules = parsePolicy(r.out).document.allow ?? [];
+    // Six names under one parent, only looked up: listed one by one, never *.tunnel.example.
+    expect(rules.flatMap((x) => x.hosts ?? []).filter((h) => h.endsWith('tunnel.example'))).toHaveLength(6);
+    expect(r.out).not.toMatch(/\*\.tunnel\.example/);
+    expect(rules.find((x) => x.hosts?.includes('a1.tunnel.example'))?.dns?.types).toContain('TXT');
+    expect(rules.find((x) => x.hosts?.includes('cache.internal.test'))).toMatchObject({
+      privateAddresses: 'allow',
+    });
+    writeFileSync(file.replace('.jsonl', '.yaml'), r.out);
+    const again = await run('diff', file.replace('.jsonl', '.yaml'), file);
+    expect(again.code, again.out).toBe(0);
+  });
+
   it('learns per scheme and port: a PUT /admin seen on one port is not allowed on another', async () => {
     const file = join(dir, 'ports.jsonl');
     const line = (port: number, method: string, path: string, scheme = 'https') =>

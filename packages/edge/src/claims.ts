@@ -20,6 +20,11 @@ export interface DnsAnswer {
 export interface EdgeResolver {
   resolve4(hostname: string, options: { ttl: true }): Promise<DnsAnswer[]>;
   resolve6(hostname: string, options: { ttl: true }): Promise<DnsAnswer[]>;
+  /**
+   * Optional, for a resolver that caches: drop what it holds for `hostname`. Called before the claim
+   * check asks again, because the client may have got a newer answer than the cached one.
+   */
+  forget?(hostname: string): void;
 }
 
 /** Options of {@link ResolverCache}. */
@@ -117,6 +122,7 @@ export class ResolverCache {
     if (this.bindings?.holds(normaliseHostName(name) ?? name, target)) return true;
     const expiry = this.entries.get(name)?.get(target);
     if (expiry !== undefined && expiry > this.now()) return true;
+    this.resolver.forget?.(name);
     const fresh = await this.resolve(name);
     return fresh.includes(target);
   }

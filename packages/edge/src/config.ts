@@ -502,6 +502,15 @@ const optionsSchema = z
         message: 'resolver, dns.servers: a custom resolver chooses its own servers',
       });
     }
+    const listen = (o.dns as { listen?: unknown } | undefined)?.listen;
+    if (typeof o.workers === 'number' && o.workers > 1 && Array.isArray(listen) && listen.length > 0) {
+      // The guard's bindings feed the claims check of the process that holds them.
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'workers, dns.listen: the DNS guard runs in a single-process edge; set workers: 1 (--workers 1)',
+      });
+    }
   }, always)
   .transform(
     (o): ResolvedEdgeOptions => ({

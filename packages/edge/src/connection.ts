@@ -57,7 +57,9 @@ export class Connection {
   /** Tracks an upstream socket until it closes. */
   addUpstream(socket: net.Socket): void {
     this.upstreams.add(socket);
-    socket.once('close', () => this.upstreams.delete(socket));
+    (socket as TrackedUpstream)[OWNER] = this;
+    // One listener function shared by every connection: no closure per upstream kept for the flow's life.
+    socket.on('close', forgetUpstream);
   }
 
   /** Ends the connection and its upstreams now, recording why. */
@@ -66,4 +68,15 @@ export class Connection {
     this.client.destroy();
     for (const u of this.upstreams) u.destroy();
   }
+}
+
+const OWNER = Symbol('connection.owner');
+
+/** An upstream socket that knows the connection it was opened for. */
+interface TrackedUpstream extends net.Socket {
+  [OWNER]: Connection;
+}
+
+function forgetUpstream(this: TrackedUpstream): void {
+  this[OWNER].upstreams.delete(this);
 }

@@ -1,6 +1,6 @@
 /**
  * The edge server: listeners, connection limits, the policy in force and its reloads, the admin server,
- * signals, drain and close. Flows themselves live in flow.ts and http-forwarder.ts.
+ * signals, drain and close. Flows themselves live in flows/ (tunnels) and http-forwarder.ts (plaintext HTTP).
  */
 import { randomBytes } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';

@@ -85,6 +85,16 @@ export class SystemResolver implements EdgeResolver {
     return this.answer(hostname, 6);
   }
 
+  /**
+   * Forgets the cached answers for one name, so the next question goes to DNS: the transparent claim check
+   * asks again when the address a client connected to is not among the answers the edge has seen.
+   */
+  forget(hostname: string): void {
+    const name = hostname.toLowerCase().replace(/\.$/, '');
+    this.cache.delete(`4 ${name}`);
+    this.cache.delete(`6 ${name}`);
+  }
+
   /** Forgets every cached answer and re-reads the hosts file. Queries in flight finish; their answers are not kept. */
   clear(): void {
     this.generation++;

@@ -85,8 +85,9 @@ export function splice(conn: Connection, flow: FlowRecord, upstream: net.Socket,
     side.on('end', passEnd);
     side.on('error', onError);
     // A socket may already be closed (the peer left while the upstream's first answer was read).
+    // `on`, not `once`: 'close' comes once anyway, and `once` would wrap every listener in two objects.
     if (side.closed) queueMicrotask(() => onClose.call(side));
-    else side.once('close', onClose);
+    else side.on('close', onClose);
   }
   client.setTimeout(idleMs);
   client.on('timeout', onIdle);

@@ -173,7 +173,7 @@ describe('the answer cache', () => {
     expect(asked('zero.test')).toBe(2);
   });
 
-  it('shares one query between concurrent questions, and clear() forgets', async () => {
+  it('shares one query between concurrent questions; clear() and forget(name) drop answers', async () => {
     const resolver = new SystemResolver({ servers: servers(), hostsFile: false });
     const answers = await Promise.all([1, 2, 3].map(() => resolver.resolve4('cached.test')));
     expect(answers.every((a) => a[0]?.address === '127.0.0.1')).toBe(true);
@@ -183,6 +183,10 @@ describe('the answer cache', () => {
     expect(resolver.cachedAnswers).toBe(0);
     await resolver.resolve4('cached.test');
     await waitFor(() => asked('cached.test') === 2, 2000, 'a second query after clear()');
+    // forget(name): what the transparent claim check calls before asking again.
+    resolver.forget('Cached.Test.');
+    await resolver.resolve4('cached.test');
+    expect(asked('cached.test')).toBe(3);
   });
 
   it('bounds the cache', async () => {

@@ -360,6 +360,16 @@ export function parseEdgeArgs(argv: readonly string[]): EdgeOptions {
     if (!SPECIAL.has(setting)) setAt(options, setting.split('.'), value);
   }
   Object.assign(options, { policy: policy ?? '', listeners, admin, signals: true });
+  // The DNS guard runs in a single-process edge: one process unless workers are asked for explicitly.
+  const dnsListen = (options.dns as { listen?: unknown } | undefined)?.listen;
+  if (
+    Array.isArray(dnsListen) &&
+    dnsListen.length > 0 &&
+    !flags.has('workers') &&
+    file.workers === undefined
+  ) {
+    options.workers = 1;
+  }
 
   const checked = validateEdgeOptions(options);
   if (!checked.ok) {

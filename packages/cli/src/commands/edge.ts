@@ -21,10 +21,12 @@ export async function edge(args: string[], io: CliIo): Promise<number> {
       throw new UsageError(`${error.message}\n(egress-guard edge --help lists the flags)`);
     throw error;
   }
+  // parseEdgeArgs has validated it; flags and the file give it as text.
+  const workers = Number(options.workers ?? 1);
   let server: Awaited<ReturnType<typeof startEdge | typeof startEdgeWorkers>>;
   try {
     // More than one worker: a primary and worker processes (docs/edge.md, "Workers").
-    server = (options.workers ?? 1) > 1 ? await startEdgeWorkers(options) : await startEdge(options);
+    server = workers > 1 ? await startEdgeWorkers(options) : await startEdge(options);
   } catch (error) {
     if (error instanceof EgressPolicyError) {
       for (const p of error.problems) io.err(formatProblem(p));
@@ -37,9 +39,9 @@ export async function edge(args: string[], io: CliIo): Promise<number> {
   const admin = server.adminAddress
     ? `, admin http://${server.adminAddress.host}:${server.adminAddress.port}`
     : '';
-  const workers = (options.workers ?? 1) > 1 ? `, ${options.workers} workers` : '';
+  const workersNote = workers > 1 ? `, ${workers} workers` : '';
   io.err(
-    `egress-guard edge: listening (${listening})${admin}${workers}; policy sha256:${server.policy.hash}`,
+    `egress-guard edge: listening (${listening})${admin}${workersNote}; policy sha256:${server.policy.hash}`,
   );
   return 0;
 }

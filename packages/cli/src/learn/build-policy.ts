@@ -41,6 +41,7 @@ export function buildPolicy(
       .sort(byTarget)
       .flatMap((o) => learnedRules(o, takeName));
 
+  sharePrivateAddresses(seen);
   const allow = rulesOf(seen.services.get(undefined) ?? new Map());
   const services: LearnedService[] = [];
   for (const name of [...seen.services.keys()].filter((s): s is string => s !== undefined).sort()) {
@@ -114,4 +115,27 @@ function refusedLines(refused: readonly Refused[]): string[] {
   }
   if (sorted.length > MAX_REFUSED_LISTED) lines.push(`  ... ${sorted.length - MAX_REFUSED_LISTED} more`);
   return lines;
+}
+
+/**
+ * Where a name resolves is a property of the name, not of the service that dialled it: a name dialled at a
+ * special-purpose address in one scope gets `privateAddresses: allow` in every scope that lists it. The
+ * decider applies the first rule that lists a name (a service's section inherits the top-level rules,
+ * first), so a top-level rule without it would refuse the service's dial (`private_address`).
+ */
+function sharePrivateAddresses(seen: Observation): void {
+  const dialled = new Map<string, Set<string>>();
+  const all = [...seen.services.values()].flatMap((targets) => [...targets.values()]);
+  for (const o of all) {
+    if (!o.privateAddress) continue;
+    const addresses = dialled.get(o.target) ?? new Set<string>();
+    for (const a of o.privateAddresses) addresses.add(a);
+    dialled.set(o.target, addresses);
+  }
+  for (const o of all) {
+    const addresses = dialled.get(o.target);
+    if (!addresses) continue;
+    o.privateAddress = true;
+    for (const a of addresses) o.privateAddresses.add(a);
+  }
 }

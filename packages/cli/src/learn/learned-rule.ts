@@ -1,4 +1,5 @@
 import {
+  DEFAULT_DNS_TYPES,
   DEFAULT_PORTS,
   HTTP_SCHEMES,
   REASON_DESCRIPTIONS,
@@ -22,6 +23,8 @@ export interface LearnedRule {
   methods?: string[];
   paths?: string[];
   privateAddresses?: 'allow';
+  /** The DNS query types the edge's DNS guard may forward, when others than the default were asked. */
+  dns?: { types: string[] };
   /** Comment lines written above the rule. */
   comments: string[];
 }
@@ -196,7 +199,10 @@ export function learnedRules(o: Observed, takeName: (base: string) => string): L
     o.kind === 'address'
       ? { addresses: [`${o.target}/${o.target.includes(':') ? 128 : 32}`] }
       : { hosts: [o.target] };
-  const privateAddresses = o.privateAddress ? { privateAddresses: 'allow' as const } : {};
+  const privateAddresses = {
+    ...(o.privateAddress ? { privateAddresses: 'allow' as const } : {}),
+    ...dnsKey(o),
+  };
   const groups = originGroups(o);
   const comments = summary(o);
   if (o.privateAddress) comments.push(privateNote(o));
@@ -240,4 +246,13 @@ function privateNote(o: Observed): string {
   const seen = [...o.privateAddresses].sort();
   const at = seen.length > 0 ? ` (${seen.slice(0, 4).join(', ')}${seen.length > 4 ? ', ...' : ''})` : '';
   return `review: dialled at a special-purpose (private, loopback, link-local) address${at}: privateAddresses: allow, or list the addresses in a rule of their own`;
+}
+
+/**
+ * `dns: { types }` when the edge's DNS guard was asked for types beyond its default set (A, AAAA, CNAME,
+ * HTTPS, SVCB): the list replaces the default, so it keeps the default types and adds those seen.
+ */
+function dnsKey(o: Observed): Pick<LearnedRule, 'dns'> {
+  const extra = [...o.dnsTypes].filter((t) => !(DEFAULT_DNS_TYPES as readonly string[]).includes(t)).sort();
+  return extra.length > 0 ? { dns: { types: [...DEFAULT_DNS_TYPES, ...extra] } } : {};
 }

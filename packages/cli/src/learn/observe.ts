@@ -6,7 +6,7 @@ import {
   unmapIpv4,
 } from '@egress-guard/policy';
 import { destinationLabel } from './format.js';
-import type { LoggedDecision } from './read-events.js';
+import { isLookup, type LoggedDecision } from './read-events.js';
 
 /** Paths kept per destination: enough to see its prefixes, bounded for logs with unique ids in paths. */
 export const MAX_PATHS = 1000;
@@ -42,11 +42,13 @@ export interface Observed {
   reasons: Map<ReasonCode, number>;
   sources: Set<'sdk' | 'edge'>;
   hooks: Set<string>;
-  /** Per `scheme:port`; DNS look-ups add none (they name a host, not a service). */
+  /** Per `scheme:port`; DNS look-ups add none (a name looked up is not a connection). */
   origins: Map<string, OriginSeen>;
   /** Distinct paths kept over all origins (bounded by {@link MAX_PATHS}). */
   pathCount: number;
   pathsCapped: boolean;
+  /** DNS query types the edge's DNS guard was asked for the name (`egress.dns`). */
+  dnsTypes: Set<string>;
   /** Special-purpose addresses the name was dialled at (a rule for it needs `privateAddresses: allow`). */
   privateAddresses: Set<string>;
   /** A decision said the name resolved to a special-purpose address. */
@@ -108,6 +110,7 @@ export function emptyObserved(service: string | undefined, target: string, kind:
     sources: new Set(),
     hooks: new Set(),
     origins: new Map(),
+    dnsTypes: new Set(),
     pathCount: 0,
     pathsCapped: false,
     privateAddresses: new Set(),
@@ -147,11 +150,18 @@ function addPath(o: Observed, seen: { paths: Set<string> }, path: string): void 
   o.pathCount++;
 }
 
-/** The special-purpose address a name was dialled at, if the decision shows one. */
-function dialledSpecial(d: LoggedDecision): string | undefined {
-  if (d.address === undefined || d.host === undefined || parseIpLiteral(d.host)) return undefined;
-  const ip = parseIpLiteral(d.address.startsWith('[') ? d.address.slice(1, -1) : d.address);
-  return ip && isSpecialPurpose(unmapIpv4(ip)) ? d.address : undefined;
+function special(address: string): boolean {
+  const ip = parseIpLiteral(address.startsWith('[') ? address.slice(1, -1) : address);
+  return ip !== undefined && isSpecialPurpose(unmapIpv4(ip));
+}
+
+/**
+ * The special-purpose addresses a name was dialled at (a dial-time record) or answered with (the edge's
+ * DNS guard refuses those too, unless the rule says `privateAddresses: allow`).
+ */
+function specialAddresses(d: LoggedDecision): string[] {
+  if (d.host === undefined || parseIpLiteral(d.host)) return [];
+  return [...(d.address === undefined ? [] : [d.address]), ...(d.answers ?? [])].filter(special);
 }
 
 /** Adds one decision (or a summary, standing for `d.count` decisions) to an observation. */
@@ -167,12 +177,12 @@ export function addDecision(o: Observed, d: LoggedDecision): void {
   if (d.rule) o.rules.add(d.rule);
   if (d.client) o.clients.add(d.client);
   if (d.reason === 'private_address') o.privateAddress = true;
-  const special = dialledSpecial(d);
-  if (special) {
+  for (const address of specialAddresses(d)) {
     o.privateAddress = true;
-    o.privateAddresses.add(special);
+    o.privateAddresses.add(address);
   }
-  if (d.hook === 'dns') return;
+  if (d.dnsType) o.dnsTypes.add(d.dnsType);
+  if (isLookup(d)) return;
   const origin = originOf(o, d.scheme, d.port);
   if (d.summary) origin.summarised += d.count;
   else if (d.method === undefined && d.path === undefined) origin.connections += d.count;
@@ -209,6 +219,7 @@ export function mergeInto(a: Observed, b: Observed): void {
   }
   a.pathsCapped ||= b.pathsCapped;
   a.privateAddress ||= b.privateAddress;
+  for (const t of b.dnsTypes) a.dnsTypes.add(t);
   for (const p of b.privateAddresses) a.privateAddresses.add(p);
   for (const c of b.clients) a.clients.add(c);
   for (const r of b.rules) a.rules.add(r);
@@ -228,7 +239,7 @@ function targetOf(d: LoggedDecision): { target: string; kind: 'host' | 'address'
 
 /** How a refused request is listed: its origin, with the method and path when they were in view. */
 function refusedLabel(d: LoggedDecision, target: string): string {
-  if (d.hook === 'dns') return `dns lookup ${target}`;
+  if (isLookup(d)) return `dns lookup ${target}${d.dnsType ? ` ${d.dnsType}` : ''}`;
   const request = d.method ? ` ${d.method}${d.path ? ` ${d.path}` : ''}` : '';
   return `${destinationLabel(d.scheme, target, d.port)}${request}`;
 }

@@ -34,13 +34,14 @@ function ruleObject(r: LearnedRule): Record<string, unknown> {
     if (values && values.length > 0) out[key] = values;
   }
   if (r.privateAddresses) out.privateAddresses = r.privateAddresses;
+  if (r.dns) out.dns = r.dns;
   return out;
 }
 
-/** Lists inside rules are written in flow style (`hosts: [a, b]`), one rule per block. */
+/** Lists and maps inside rules are written in flow style (`hosts: [a, b]`), one rule per block. */
 function flowLists(rule: Node): void {
   if (!isMap(rule)) return;
-  for (const pair of rule.items) if (isSeq(pair.value)) pair.value.flow = true;
+  for (const pair of rule.items) if (isSeq(pair.value) || isMap(pair.value)) pair.value.flow = true;
 }
 
 function rulesNode(doc: Document, rules: readonly LearnedRule[]): YAMLSeq {

@@ -1,6 +1,12 @@
-import type { Decision, Policy, ReasonCode } from '@egress-guard/policy';
+import {
+  type Decision,
+  decideDnsAnswerAddress,
+  decideDnsQuestion,
+  type Policy,
+  type ReasonCode,
+} from '@egress-guard/policy';
 import { destinationLabel } from './format.js';
-import type { LoggedDecision } from './read-events.js';
+import { isLookup, type LoggedDecision } from './read-events.js';
 
 /** What enforcing a policy would have done to the logged traffic of one service. */
 export interface ServiceDiff {
@@ -17,8 +23,18 @@ export interface ServiceDiff {
 /** The policy's answer for a logged decision, as if enforced now. */
 export function redecide(policy: Policy, d: LoggedDecision, now: number): Decision {
   const service = d.service !== undefined && policy.services.includes(d.service) ? d.service : undefined;
-  // A DNS look-up was decided as a look-up: ask the same question again.
-  if (d.hook === 'dns' && d.host) return policy.decideLookup(d.host, service, now);
+  // A DNS look-up was decided as a look-up: ask the same question again (the edge's with its type and
+  // the addresses it answered, as the DNS guard decides them).
+  if (d.hook === 'edge.dns' && d.host) {
+    const question = decideDnsQuestion(policy, { name: d.host, type: d.dnsType ?? 'A', service }, now);
+    if (question.result !== 'allowed') return question;
+    for (const address of d.answers ?? []) {
+      const answer = decideDnsAnswerAddress(question, address);
+      if (answer.result !== 'allowed') return answer;
+    }
+    return question;
+  }
+  if (isLookup(d) && d.host) return policy.decideLookup(d.host, service, now);
   return policy.decide(
     {
       scheme: d.scheme,
@@ -59,9 +75,18 @@ export function diffAgainst(
       out.set(d.service, s);
     }
     s.decisions += d.count;
-    const key = [d.service, d.hook === 'dns', d.scheme, d.host, d.address, d.port, d.method, d.path].join(
-      '|',
-    );
+    const key = [
+      d.service,
+      isLookup(d) ? d.hook : '',
+      d.scheme,
+      d.host,
+      d.address,
+      d.port,
+      d.method,
+      d.path,
+      d.dnsType,
+      d.answers?.join(','),
+    ].join('|');
     let decision = cache.get(key);
     if (!decision) {
       decision = redecide(policy, d, now);
@@ -76,10 +101,11 @@ export function diffAgainst(
       (decision.reason === 'method_not_allowed' || decision.reason === 'path_not_allowed') && d.method
         ? ` ${d.method}${d.path ? ` ${d.path}` : ''}`
         : '';
-    const label =
-      d.hook === 'dns'
-        ? `dns lookup ${d.host}`
-        : `${destinationLabel(d.scheme, d.host ?? d.address ?? '?', d.port)}${detail}`;
+    // A dial-time refusal names the address dialled: that is what a rule must allow.
+    const at = decision.reason === 'private_address' && d.host && d.address ? ` at ${d.address}` : '';
+    const label = isLookup(d)
+      ? `dns lookup ${d.host}${d.dnsType ? ` ${d.dnsType}` : ''}`
+      : `${destinationLabel(d.scheme, d.host ?? d.address ?? '?', d.port)}${detail}${at}`;
     r.destinations.set(label, (r.destinations.get(label) ?? 0) + d.count);
     s.reasons.set(decision.reason, r);
   }

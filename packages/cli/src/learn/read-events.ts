@@ -32,12 +32,21 @@ export interface LoggedDecision {
   count: number;
   /** Read from an `egress.summary`: allowed traffic whose methods and paths are not known. */
   summary: boolean;
+  /** An edge DNS guard question (`egress.dns`): its query type (`A`, `TXT`, ...). */
+  dnsType?: string | undefined;
+  /** An edge DNS guard question: the addresses its answer carried. */
+  answers?: string[] | undefined;
+}
+
+/** Whether a decision is about a DNS look-up of a name (SDK `dns` hook, edge DNS guard), not a connection. */
+export function isLookup(d: Pick<LoggedDecision, 'hook'>): boolean {
+  return d.hook === 'dns' || d.hook === 'edge.dns';
 }
 
 /** What reading the logs found. */
 export interface ReadResult {
   decisions: LoggedDecision[];
-  /** Lines that were events of other kinds (completions, policy, breaker, dropped). */
+  /** Lines that were events of other kinds (completions, policy, breaker, dropped, workers). */
   otherEvents: number;
   /** `egress.summary` lines, read into `decisions` (each standing for its count). */
   summaries: number;
@@ -77,7 +86,7 @@ export async function readDecisions(files: string[]): Promise<ReadResult> {
         if (line.trim() !== '') out.skippedLines++;
         continue;
       }
-      const decision = toDecision(event) ?? fromSummary(event);
+      const decision = toDecision(event) ?? fromSummary(event) ?? fromDnsQuestion(event);
       if (decision) {
         out.decisions.push(decision);
         if (decision.summary) out.summaries++;
@@ -122,18 +131,10 @@ export function toDecision(e: Record<string, unknown>): LoggedDecision | undefin
   if (typeof reason !== 'string' || !REASONS.has(reason)) return undefined;
   if (typeof scheme !== 'string' || !SCHEME_SET.has(scheme)) return undefined;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) return undefined;
-  const time = e.time;
   return {
-    time:
-      typeof time === 'number' ? time : typeof time === 'string' ? Date.parse(time) || undefined : undefined,
+    time: timeOf(e.time),
     source: e['egress.source'] === 'edge' ? 'edge' : 'sdk',
-    service: str(e['service.name']),
-    id: str(e['egress.id']) ?? '',
-    result: result as LoggedDecision['result'],
-    reason: reason as ReasonCode,
-    rule: str(e['egress.rule']),
-    mode: e['egress.mode'] === 'report' ? 'report' : 'enforce',
-    policyHash: str(e['egress.policy.hash']) ?? '',
+    ...decided(e, result, reason),
     hook: str(e['egress.hook']) ?? '',
     scheme: scheme as Scheme,
     host: str(e['server.address']),
@@ -144,6 +145,19 @@ export function toDecision(e: Record<string, unknown>): LoggedDecision | undefin
     client: str(e['client.address']),
     count: 1,
     summary: false,
+  };
+}
+
+/** The fields every decided event (a decision, a DNS question) carries, once result and reason are checked. */
+function decided(e: Record<string, unknown>, result: string, reason: string) {
+  return {
+    service: str(e['service.name']),
+    id: str(e['egress.id']) ?? '',
+    result: result as LoggedDecision['result'],
+    reason: reason as ReasonCode,
+    rule: str(e['egress.rule']),
+    mode: e['egress.mode'] === 'report' ? ('report' as const) : ('enforce' as const),
+    policyHash: str(e['egress.policy.hash']) ?? '',
   };
 }
 
@@ -186,5 +200,41 @@ export function fromSummary(e: Record<string, unknown>): LoggedDecision | undefi
     client: undefined,
     count,
     summary: true,
+  };
+}
+
+/**
+ * An edge DNS guard question (`egress.dns`) as the decision about a look-up it is: the name asked, for
+ * the client's service, with its query type and the addresses answered. Undefined for other events or
+ * malformed ones.
+ */
+export function fromDnsQuestion(e: Record<string, unknown>): LoggedDecision | undefined {
+  if (e['event.name'] !== 'egress.dns') return undefined;
+  const result = e['egress.decision'];
+  const reason = e['egress.reason'];
+  const name = str(e['dns.question.name']);
+  const type = str(e['egress.dns.type']);
+  if (typeof result !== 'string' || !RESULTS.has(result)) return undefined;
+  if (typeof reason !== 'string' || !REASONS.has(reason)) return undefined;
+  if (!name || !type) return undefined;
+  const answers = Array.isArray(e['dns.answers'])
+    ? e['dns.answers'].filter((a): a is string => typeof a === 'string')
+    : undefined;
+  return {
+    time: timeOf(e.time),
+    source: 'edge',
+    ...decided(e, result, reason),
+    hook: 'edge.dns',
+    scheme: 'tcp',
+    host: name,
+    address: undefined,
+    port: 53,
+    method: undefined,
+    path: undefined,
+    client: str(e['client.address']),
+    count: 1,
+    summary: false,
+    dnsType: type.toUpperCase(),
+    answers: answers && answers.length > 0 ? answers : undefined,
   };
 }

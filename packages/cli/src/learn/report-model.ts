@@ -1,6 +1,6 @@
 import type { ReasonCode } from '@egress-guard/policy';
 import { destinationLabel } from './format.js';
-import type { LoggedDecision } from './read-events.js';
+import { isLookup, type LoggedDecision } from './read-events.js';
 
 /** Counts by result. */
 export interface ResultCounts {
@@ -80,7 +80,7 @@ export function bucketSize(spanMs: number): number {
 }
 
 function labelOf(d: LoggedDecision): string {
-  if (d.hook === 'dns') return `dns ${d.host ?? '?'}`;
+  if (isLookup(d)) return `dns ${d.host ?? '?'}`;
   return destinationLabel(d.scheme, d.host ?? d.address ?? '?', d.port);
 }
 

@@ -13,7 +13,9 @@ export const DEFAULT_WILDCARD_THRESHOLD = 5;
 export function groupWildcards(targets: Map<string, Observed>, threshold: number): Map<string, Observed> {
   const byParent = new Map<string, Observed[]>();
   for (const o of targets.values()) {
-    if (o.kind !== 'host') continue;
+    // A name only looked up is not folded: many unique names under one parent, looked up and never
+    // connected to, is how data leaves over DNS; a wildcard would allow the channel.
+    if (o.kind !== 'host' || o.origins.size === 0) continue;
     const dot = o.target.indexOf('.');
     if (dot === -1) continue;
     const parent = o.target.slice(dot + 1);

@@ -6,7 +6,13 @@ import { exportCommand } from '../../src/commands/export.js';
 import { ciliumTarget } from '../../src/export/cilium/cilium-target.js';
 import { ExportError } from '../../src/export/core/index.js';
 import { ciliumPolicySchema } from './cilium-crd-schema.js';
-import { expectGolden, exportFile, exportText, goldenPolicy } from './golden-file.js';
+import {
+  expectGolden,
+  exportFile,
+  exportText,
+  goldenPolicy,
+  PATTERN_DROPPED_ON_ONE_PORT,
+} from './golden-file.js';
 import { serverNamesNear } from './server-name-property.js';
 
 const POLICY = goldenPolicy('cilium', 'kubernetes-services.policy.yaml');
@@ -161,6 +167,28 @@ deny:
     expect(JSON.stringify(parsed.specs)).not.toContain('admin.example.com');
     expect(parsed.specs.map((s) => s.description)).toContain('egress-guard allow rule "example-api"');
     expect(text).toMatch(/rule "example-any": .*"\*\*\.example\.com" dropped: deny rule "example-admin"/);
+  });
+
+  it('a pattern dropped on one port only stays off that port (toFQDNs × toPorts is a cross product)', () => {
+    const text = exportText(ciliumTarget, PATTERN_DROPPED_ON_ONE_PORT, { allowWeaker: WEAKER });
+    const parsed = ciliumPolicySchema.parse(manifests(text)[0]);
+    const rule = parsed.specs.find((s) => s.description === 'egress-guard allow rule "example"');
+    expect(rule?.egress).toHaveLength(2);
+    expect(rule?.egress).toContainEqual({
+      toFQDNs: [{ matchPattern: '**.example.com' }],
+      toPorts: [{ ports: [{ port: '443', protocol: 'TCP' }] }],
+    });
+    expect(rule?.egress).toContainEqual({
+      toFQDNs: [{ matchName: 'example.com' }],
+      toPorts: [
+        {
+          ports: [
+            { port: '80', protocol: 'TCP' },
+            { port: '443', protocol: 'TCP' },
+          ],
+        },
+      ],
+    });
   });
 
   it('refuses a glob Cilium cannot write ("?"), naming the rule, the reason and the choices', () => {

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { decideConnection, type Policy, parsePolicy } from '@egress-guard/policy';
+import type tls from 'node:tls';
+import { decideConnection, meetsTlsFloor, type Policy, parsePolicy } from '@egress-guard/policy';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -42,6 +43,8 @@ const [B1, B2, B3] = BASES;
 /** A policy shape: which of a fixed vocabulary of patterns each list takes, and one random label. */
 interface PolicySpec {
   label: string;
+  /** The TLS rule's floor (enforced by nginx; accepted as weaker for HAProxy and Squid). */
+  floor: 'TLSv1.2' | 'TLSv1.3';
   tls: string[];
   deny: string[];
   http: string[];
@@ -54,6 +57,7 @@ const labelArb = fc
 const specArb: fc.Arbitrary<PolicySpec> = labelArb.chain((label) =>
   fc.record({
     label: fc.constant(label),
+    floor: fc.constantFrom<PolicySpec['floor']>('TLSv1.2', 'TLSv1.3'),
     tls: fc.subarray([`api.${B1}`, `*.${B1}`, `**.${B2}`, B2, `api-*.${B3}`, B3, `${label}.${B3}`], {
       minLength: 1,
     }),
@@ -70,6 +74,7 @@ function policyYaml(spec: PolicySpec, tlsPort: number, httpPort: number): string
     '  - name: tls-names',
     `    hosts: ${list(spec.tls)}`,
     `    ports: [${tlsPort}]`,
+    `    tls: { minVersion: ${spec.floor} }`,
   ];
   if (spec.http.length > 0) {
     lines.push(
@@ -110,6 +115,8 @@ function probeNames(label: string): string[] {
 
 interface Verdict {
   name: string;
+  /** TLS probes: the highest version the client offered. */
+  offered?: tls.SecureVersion;
   transport: 'tls' | 'http';
   policy: boolean;
   engine: boolean;
@@ -128,6 +135,12 @@ function narrowedByExport(name: string, policyAllows: boolean, spec: PolicySpec)
 }
 
 type EngineName = 'nginx' | 'haproxy' | 'squid';
+
+/**
+ * Whether the engine enforces the TLS floor (nginx: `$ssl_preread_protocol`). For the others the floor is
+ * accepted as weaker (`--allow-weaker tls-floor`), so their verdicts are compared without it.
+ */
+const ENFORCES_TLS_FLOOR: Record<EngineName, boolean> = { nginx: true, haproxy: false, squid: false };
 
 describe.each<EngineName>(['nginx', 'haproxy', 'squid'])(
   '%s lets through exactly what the policy allows',
@@ -192,14 +205,20 @@ describe.each<EngineName>(['nginx', 'haproxy', 'squid'])(
         else engine = await startHaproxy(conf, tlsUp.port);
 
         const verdicts: Verdict[] = [];
-        for (const name of names) {
+        for (const [i, name] of names.entries()) {
           const before = tlsUp.connections;
           const via = proxyPort ? { proxyPort, authority: `${name}:${tlsUp.port}` } : undefined;
-          await tlsThrough(tlsUp.port, name, via);
+          // Every other client offers at most TLS 1.2: below a TLSv1.3 floor.
+          const offered: tls.SecureVersion = i % 2 === 0 ? 'TLSv1.3' : 'TLSv1.2';
+          await tlsThrough(tlsUp.port, name, via, offered);
+          const decision = decideConnection(policy, { transport: 'tls', host: name, port: tlsUp.port });
           verdicts.push({
             name,
+            offered,
             transport: 'tls',
-            policy: decideConnection(policy, { transport: 'tls', host: name, port: tlsUp.port }).allowed,
+            policy:
+              decision.allowed &&
+              (!ENFORCES_TLS_FLOOR[engineName] || meetsTlsFloor(offered, decision.tls.minVersion)),
             engine: tlsUp.connections > before,
           });
           if (spec.http.length === 0) continue;
@@ -280,7 +299,22 @@ describe.each<EngineName>(['nginx', 'haproxy', 'squid'])(
               expect(v.engine, v.name).toBe(false);
             }
         }),
-        { numRuns: 3, endOnFailure: true },
+        {
+          numRuns: 3,
+          endOnFailure: true,
+          // One fixed case so that every run meets a TLSv1.3 floor, wildcards of both kinds and plain HTTP.
+          examples: [
+            [
+              {
+                label: 'zz',
+                floor: 'TLSv1.3',
+                tls: [`api.${B1}`, `*.${B1}`, `**.${B2}`],
+                deny: [`secret.${B1}`, `**.internal.${B2}`],
+                http: [`api.${B1}`, `**.${B3}`],
+              },
+            ],
+          ],
+        },
       );
       // Both outcomes were exercised, so neither side can pass by allowing or denying everything.
       expect(seen.allowed).toBeGreaterThan(0);

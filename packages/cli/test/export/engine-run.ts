@@ -142,6 +142,7 @@ export function tlsThrough(
   port: number,
   servername: string,
   connect?: { proxyPort: number; authority: string },
+  maxVersion: tls.SecureVersion = 'TLSv1.3',
 ): Promise<boolean> {
   return new Promise((resolve) => {
     let settled = false;
@@ -157,6 +158,7 @@ export function tlsThrough(
       const t = tls.connect({
         ...(socket ? { socket } : { host: ENGINE_ADDRESS, port }),
         servername,
+        maxVersion,
         rejectUnauthorized: false,
       });
       t.once('secureConnect', () => done(true, t));

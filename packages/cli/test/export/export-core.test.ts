@@ -204,3 +204,34 @@ describe('--allow-weaker syntax', () => {
     expect(() => parseAllowWeaker(['method'])).toThrow(/unknown dimension "method" \(one of methods, paths/);
   });
 });
+
+describe('TLS floors on ordered entries', () => {
+  it("each allow entry carries its rule's floor, raised (with a warning) where a stricter rule overlaps", () => {
+    const plan = buildExportPlan(
+      parsePolicy(`
+version: 1
+allow:
+  - name: strict-wildcard
+    hosts: ["*.example.com"]
+    tls: { minVersion: TLSv1.3 }
+  - name: lax-exact
+    hosts: [api.example.com, other.example.org]
+`),
+      nginxTarget,
+      { allowWeaker: parseAllowWeaker(['private-addresses']) },
+    );
+    const floors = Object.fromEntries(
+      plan.listeners[0]!.entries.filter((e) => e.action === 'allow').map((e) => [e.pattern, e.tlsMinVersion]),
+    );
+    expect(floors).toEqual({
+      'api.example.com': 'TLSv1.3',
+      'other.example.org': 'TLSv1.2',
+      '*.example.com': 'TLSv1.3',
+    });
+    expect(plan.warnings.map((w) => w.message)).toContain(
+      'TLS (SNI) port 443: "api.example.com" needs TLSv1.3, the floor of another rule whose names overlap it (narrower)',
+    );
+    // nginx enforces the floor: it is not among the weaker dimensions.
+    expect(plan.weaker.map((w) => w.dimension)).not.toContain('tls-floor');
+  });
+});

@@ -63,3 +63,18 @@ function renderPolicy(
   });
   return target.render(plan, { policyFileName: fileName, ...options.render });
 }
+
+/**
+ * A wildcard a deny carves into on plain HTTP only: the core drops it on port 80 and keeps it on 443, so a
+ * target that writes names × ports as a cross product must keep the two apart.
+ */
+export const PATTERN_DROPPED_ON_ONE_PORT = `version: 1
+allow:
+  - name: example
+    hosts: ["**.example.com", example.com]
+    schemes: [https, http]
+deny:
+  - name: admin-plain
+    hosts: [admin.example.com]
+    schemes: [http]
+`;

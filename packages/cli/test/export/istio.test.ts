@@ -8,7 +8,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { istioTarget } from '../../src/export/istio/istio-target.js';
-import { expectGolden, exportFile, exportText, goldenPolicy } from './golden-file.js';
+import {
+  expectGolden,
+  exportFile,
+  exportText,
+  goldenPolicy,
+  PATTERN_DROPPED_ON_ONE_PORT,
+} from './golden-file.js';
 import { serverNamesNear } from './server-name-property.js';
 
 const POLICY = goldenPolicy('istio', 'registry-and-egress-gateway.policy.yaml');
@@ -93,6 +99,21 @@ describe('export --to istio', () => {
       ),
       { numRuns: 3000 },
     );
+  });
+
+  it('a pattern dropped on one port only stays off that port (one ServiceEntry per set of ports)', () => {
+    const docs = validated(exportText(istioTarget, PATTERN_DROPPED_ON_ONE_PORT, { allowWeaker: WEAKER }));
+    const entries = docs.filter((d) => d.kind === 'ServiceEntry').map((d) => [d.spec.hosts, d.spec.ports]);
+    expect(entries).toEqual([
+      [['*.example.com'], [{ number: 443, name: 'tls-443', protocol: 'TLS' }]],
+      [
+        ['example.com'],
+        [
+          { number: 443, name: 'tls-443', protocol: 'TLS' },
+          { number: 80, name: 'http-80', protocol: 'HTTP' },
+        ],
+      ],
+    ]);
   });
 
   it('drops a one-label wildcard (Istio would match any depth): narrower, with a warning naming the rule', async () => {

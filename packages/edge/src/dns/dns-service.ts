@@ -11,7 +11,7 @@ import { DnsMetrics } from './dns-metrics.js';
 import { ExfiltrationTracker } from './exfiltration.js';
 import { DnsListener } from './listener.js';
 import { SourceRateLimiter } from './rate-limit.js';
-import { UpstreamClient, upstreamServers } from './upstream.js';
+import { UpstreamClient, type UpstreamServer, upstreamServers } from './upstream.js';
 
 /** A DNS listener as bound. */
 export interface BoundDnsListener {
@@ -28,6 +28,7 @@ export class DnsService {
   private readonly guard: DnsGuard;
   private readonly metrics: DnsMetrics;
   private readonly upstream: UpstreamClient;
+  private readonly servers: readonly UpstreamServer[];
 
   constructor(
     private readonly settings: EdgeDns,
@@ -38,6 +39,7 @@ export class DnsService {
   ) {
     this.bindings = new DnsBindings({ minTtlMs: settings.minTtl });
     const servers = upstreamServers(settings.servers);
+    this.servers = servers;
     this.upstream = new UpstreamClient(servers, settings.timeout);
     this.metrics = new DnsMetrics(registry);
     this.guard = new DnsGuard({
@@ -63,6 +65,13 @@ export class DnsService {
   /** Binds every configured listener (UDP and TCP each); throws on the first that cannot bind. */
   async start(): Promise<void> {
     for (const { host, port } of this.settings.listen) {
+      const loop = this.servers.find((s) => s.port === port && (s.host === host || isWildcard(host)));
+      if (loop) {
+        // Forwarding to itself would send every allowed question round until the time limit.
+        throw new Error(
+          `the DNS guard on ${host}:${port} would forward to itself (${loop.host}:${loop.port}): give the edge its own resolver with --dns-server`,
+        );
+      }
       const listener = new DnsListener(this.guard, this.metrics, host, port);
       await listener.listen();
       this.listeners.push(listener);
@@ -74,4 +83,8 @@ export class DnsService {
     await Promise.all(this.listeners.splice(0).map((l) => l.close()));
     this.upstream.close();
   }
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
 }

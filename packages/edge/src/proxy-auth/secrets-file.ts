@@ -12,7 +12,7 @@
  * hold the token at all. Only SHA-256 digests are kept in memory. No message ever quotes an entry.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, type Stats, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { EdgeConfigError } from '../config.js';
@@ -65,7 +65,7 @@ export function readSecretsFile(path: string): SecretsFile {
   const problems: string[] = [];
   const warnings: string[] = [];
   const entries = new Map<string, string[]>();
-  let stat: ReturnType<typeof statSync>;
+  let stat: Stats;
   try {
     stat = statSync(path);
   } catch (error) {
@@ -169,7 +169,7 @@ export function readSecretsFile(path: string): SecretsFile {
  * link, which gives every file a new identity). `missing` when it cannot be read.
  */
 export function secretsIdentity(path: string): string {
-  const of = (s: ReturnType<typeof statSync>) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
+  const of = (s: Stats) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
   try {
     const stat = statSync(path);
     if (!stat.isDirectory()) return of(stat);

@@ -235,8 +235,11 @@ export class EdgeWorkers {
   async start(): Promise<void> {
     // Each worker accepts on the shared listening socket itself: no hop through the primary per
     // connection (node:cluster's default round-robin accepts in the primary and passes each socket on).
-    cluster.schedulingPolicy = cluster.SCHED_NONE;
-    cluster.setupPrimary({ exec: workerScript(), args: [] });
+    // NODE_CLUSTER_SCHED_POLICY (Node's own variable: `rr` or `none`) still chooses when set.
+    if (!process.env.NODE_CLUSTER_SCHED_POLICY) cluster.schedulingPolicy = cluster.SCHED_NONE;
+    // `advanced`: V8's serializer copies the event lines as they are; JSON would escape every quote of
+    // every line on the worker's side and unescape it on the primary's.
+    cluster.setupPrimary({ exec: workerScript(), args: [], serialization: 'advanced' });
     try {
       const started = Array.from({ length: this.options.workers }, () => this.fork());
       const listeners = await Promise.all(started);

@@ -45,3 +45,18 @@ describe('DNS guard options', () => {
     }
   });
 });
+
+describe('the DNS guard at start', () => {
+  it('refuses to forward to itself', async () => {
+    const { startEdge } = await import('../../src/index.js');
+    await expect(
+      startEdge({
+        policy,
+        listeners: [{ kind: 'explicit', port: 0 }],
+        dns: { listen: ['127.0.0.1:5399'], servers: ['127.0.0.1:5399'] },
+        watch: false,
+        defaultMetrics: false,
+      }),
+    ).rejects.toThrow(/would forward to itself/);
+  });
+});

@@ -44,13 +44,11 @@ export const ciliumTarget: ExportTarget = {
   render: renderCilium,
 };
 
-interface RuleEgress {
-  selectors: Map<string, FqdnSelector>;
-  ports: Set<number>;
-}
+/** Per rule: each selector with the ports it is allowed on (the core may drop a pattern on one port only). */
+type RuleEgress = Map<string, { selector: FqdnSelector; ports: Set<number> }>;
 
 function renderCilium(plan: ExportPlan, options: RenderOptions): string {
-  const problems: ExportProblem[] = [];
+  const problems = new Map<string, ExportProblem>();
   const notes = new Set<string>();
   const perRule = new Map<string, RuleEgress>();
   const dns = new Map<string, FqdnSelector>();
@@ -58,19 +56,24 @@ function renderCilium(plan: ExportPlan, options: RenderOptions): string {
     for (const { rule, match } of listener.allowed) {
       const result = fqdnSelector(match);
       if (!result.ok) {
-        problems.push({ rule, reason: result.reason, choices: result.choices });
+        problems.set(`${rule}\u0000${result.reason}`, {
+          rule,
+          reason: result.reason,
+          choices: result.choices,
+        });
         continue;
       }
       if (result.note) notes.add(result.note);
       const key = hostMatchKey(match);
-      const egress = perRule.get(rule) ?? { selectors: new Map(), ports: new Set() };
-      egress.selectors.set(key, result.selector);
-      egress.ports.add(listener.port);
+      const egress: RuleEgress = perRule.get(rule) ?? new Map();
+      const entry = egress.get(key) ?? { selector: result.selector, ports: new Set<number>() };
+      entry.ports.add(listener.port);
+      egress.set(key, entry);
       perRule.set(rule, egress);
       dns.set(key, result.selector);
     }
   }
-  if (problems.length > 0) throw new ExportError(problems);
+  if (problems.size > 0) throw new ExportError([...problems.values()]);
 
   const endpointSelector =
     plan.service === undefined
@@ -104,12 +107,7 @@ function renderCilium(plan: ExportPlan, options: RenderOptions): string {
       specs.push({
         description: `egress-guard allow rule "${rule.name}"`,
         endpointSelector,
-        egress: [
-          {
-            toFQDNs: [...egress.selectors.values()],
-            toPorts: [{ ports: [...egress.ports].sort((a, b) => a - b).map(tcpPort) }],
-          },
-        ],
+        egress: egressByPorts(egress),
       });
     } else if (rule.addresses.length > 0) {
       const ports = rule.ports;
@@ -166,6 +164,25 @@ function renderCilium(plan: ExportPlan, options: RenderOptions): string {
     ...[...notes].sort().map((n) => `# Note: ${n}`),
   ];
   return `${header.join('\n')}\n${doc.toString({ lineWidth: 0 })}`;
+}
+
+/**
+ * One egress rule per set of ports: `toFQDNs` × `toPorts` is a cross product in Cilium, so selectors allowed
+ * on different ports must not share an entry (that would open each on the other's ports).
+ */
+function egressByPorts(egress: RuleEgress): Record<string, unknown>[] {
+  const groups = new Map<string, { ports: number[]; selectors: FqdnSelector[] }>();
+  for (const { selector, ports } of egress.values()) {
+    const sortedPorts = [...ports].sort((a, b) => a - b);
+    const key = sortedPorts.join(',');
+    const group = groups.get(key) ?? { ports: sortedPorts, selectors: [] };
+    group.selectors.push(selector);
+    groups.set(key, group);
+  }
+  return [...groups.values()].map((g) => ({
+    toFQDNs: g.selectors,
+    toPorts: [{ ports: g.ports.map(tcpPort) }],
+  }));
 }
 
 function tcpPort(port: number): { port: string; protocol: 'TCP' } {

@@ -37,7 +37,6 @@ export {
   type MatchEntry,
   type PlanOptions,
   type PortRange,
-  planHasTransport,
   TRANSPORT_DENY_SCHEMES,
   TRANSPORT_SCHEMES,
   type WeakerFinding,

@@ -54,6 +54,12 @@ export interface MatchEntry {
   regex: string;
   /** Why the line is there, for the comment next to it. */
   comment: string;
+  /**
+   * Allow entries on a TLS listener: the TLS floor the client must offer. The highest floor of every allow
+   * rule here whose names may overlap this entry's, since the decider applies the floor of whichever of
+   * them it picks first: never lower than the policy's, sometimes higher (narrower).
+   */
+  tlsMinVersion?: TlsVersion | undefined;
 }
 
 /** An allowed pattern, for `patterns` targets. */
@@ -380,13 +386,24 @@ function listenerOf(
     for (const r of denies) for (const h of r.hosts) entries.push(entry('deny', r, h, 'deny always wins'));
     const exact = allows.flatMap((r) => r.hosts.filter((h) => h.kind === 'exact').map((h) => ({ r, h })));
     const wild = allows.flatMap((r) => r.hosts.filter((h) => h.kind !== 'exact').map((h) => ({ r, h })));
-    for (const { r, h } of exact) entries.push(entry('allow', r, h, describeHostMatch(h)));
+    const floor = (h: HostMatch, r: ExportRule) => {
+      if (transport !== 'tls') return undefined;
+      const f = tlsFloor(allows, r, h);
+      if (f !== r.tlsMinVersion && sem.enforces.includes('tls-floor')) {
+        warnings.push({
+          rule: r.name,
+          message: `${where}: "${hostMatchKey(h)}" needs ${f}, the floor of another rule whose names overlap it (narrower)`,
+        });
+      }
+      return f;
+    };
+    for (const { r, h } of exact) entries.push(entry('allow', r, h, describeHostMatch(h), floor(h, r)));
     if (wild.length > 0) {
       for (const g of WILDCARD_GUARDS) {
         entries.push({ action: 'deny', rule: undefined, pattern: g.name, regex: g.regex, comment: g.why });
       }
     }
-    for (const { r, h } of wild) entries.push(entry('allow', r, h, describeHostMatch(h)));
+    for (const { r, h } of wild) entries.push(entry('allow', r, h, describeHostMatch(h), floor(h, r)));
   } else {
     for (const r of denies) for (const h of r.hosts) denied.push({ rule: r.name, match: h });
     for (const r of allows) {
@@ -433,11 +450,29 @@ export function describeEntry(e: MatchEntry): string {
     : `rule "${e.rule}" (${e.action}): ${e.comment}`;
 }
 
-function entry(action: 'allow' | 'deny', rule: ExportRule, host: HostMatch, comment: string): MatchEntry {
+const TLS_RANK: Readonly<Record<TlsVersion, number>> = { 'TLSv1.2': 0, 'TLSv1.3': 1 };
+
+/** The highest floor among the allow rules that may decide a name this pattern matches. */
+function tlsFloor(allows: ExportRule[], rule: ExportRule, host: HostMatch): TlsVersion {
+  let floor: TlsVersion = rule.tlsMinVersion ?? 'TLSv1.2';
+  for (const other of allows) {
+    const f = other.tlsMinVersion ?? 'TLSv1.2';
+    if (TLS_RANK[f] > TLS_RANK[floor] && other.hosts.some((o) => hostMatchesMayOverlap(o, host))) floor = f;
+  }
+  return floor;
+}
+
+function entry(
+  action: 'allow' | 'deny',
+  rule: ExportRule,
+  host: HostMatch,
+  comment: string,
+  tlsMinVersion?: TlsVersion,
+): MatchEntry {
   const r = hostMatchRegex(host);
   // buildExportPlan refused untranslatable patterns before listeners are built.
   if (!r.ok) throw new Error(`internal: untranslatable pattern ${host.text} reached a listener`);
-  return { action, rule: rule.name, pattern: hostMatchKey(host), regex: r.regex, comment };
+  return { action, rule: rule.name, pattern: hostMatchKey(host), regex: r.regex, comment, tlsMinVersion };
 }
 
 function dedupeWarnings(warnings: ExportWarning[]): ExportWarning[] {
@@ -448,9 +483,4 @@ function dedupeWarnings(warnings: ExportWarning[]): ExportWarning[] {
     seen.add(key);
     return true;
   });
-}
-
-/** Whether any rule of the plan carries names for plain HTTP (a target's http section is needed). */
-export function planHasTransport(plan: ExportPlan, transport: Transport): boolean {
-  return plan.listeners.some((l) => l.transport === transport);
 }

@@ -36,28 +36,30 @@ export const istioTarget: ExportTarget = {
 
 type Json = Record<string, unknown>;
 
-interface RulePorts {
-  hosts: Set<string>;
-  exact: Set<string>;
+/** Where one host of a rule is allowed (the core may drop a pattern on some ports only). */
+interface HostPorts {
+  exact: boolean;
   tls: Set<number>;
   http: Set<number>;
 }
 
+/** Hosts of one rule that share the same ports: one ServiceEntry (its hosts × ports is a cross product). */
+interface PortGroup {
+  hosts: string[];
+  tls: number[];
+  http: number[];
+}
+
 function renderIstio(plan: ExportPlan, options: RenderOptions): string {
-  const perRule = new Map<string, RulePorts>();
+  const perRule = new Map<string, Map<string, HostPorts>>();
   for (const listener of plan.listeners) {
     for (const { rule, match } of listener.allowed) {
       const host = istioHost(match);
-      const entry = perRule.get(rule) ?? {
-        hosts: new Set(),
-        exact: new Set(),
-        tls: new Set(),
-        http: new Set(),
-      };
-      entry.hosts.add(host);
-      if (match.kind === 'exact') entry.exact.add(host);
+      const hosts = perRule.get(rule) ?? new Map<string, HostPorts>();
+      const entry = hosts.get(host) ?? { exact: match.kind === 'exact', tls: new Set(), http: new Set() };
       entry[listener.transport].add(listener.port);
-      perRule.set(rule, entry);
+      hosts.set(host, entry);
+      perRule.set(rule, hosts);
     }
   }
   const labels = { 'app.kubernetes.io/managed-by': 'egress-guard' };
@@ -79,29 +81,35 @@ function renderIstio(plan: ExportPlan, options: RenderOptions): string {
   const gatewayServers = new Map<string, { port: number; protocol: 'TLS' | 'HTTP'; hosts: Set<string> }>();
   const routed: Json[] = [];
   for (const rule of plan.rules) {
-    const entry = perRule.get(rule.name);
-    if (!entry) continue;
-    const hosts = sorted(entry.hosts);
-    const ports = [
-      ...sortedNumbers(entry.tls).map((p) => ({ number: p, name: `tls-${p}`, protocol: 'TLS' })),
-      ...sortedNumbers(entry.http).map((p) => ({ number: p, name: `http-${p}`, protocol: 'HTTP' })),
-    ];
-    docs.push({
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'ServiceEntry',
-      metadata: meta(`egress-guard-${kubernetesNamePart(rule.name, 'rule')}`, rule.name),
-      spec: {
-        hosts,
-        ports,
-        location: 'MESH_EXTERNAL',
-        // Wildcard hosts cannot be resolved ahead of time: NONE passes the connection to the address the
-        // client resolved (the name is still checked against the SNI or Host).
-        resolution: hosts.every((h) => !h.startsWith('*')) ? 'DNS' : 'NONE',
-      },
+    const hosts = perRule.get(rule.name);
+    if (!hosts) continue;
+    const groups = portGroups(hosts);
+    groups.forEach((group, i) => {
+      const suffix = groups.length > 1 ? `-${i + 1}` : '';
+      docs.push({
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'ServiceEntry',
+        metadata: meta(`egress-guard-${kubernetesNamePart(rule.name, 'rule')}${suffix}`, rule.name),
+        spec: {
+          hosts: group.hosts,
+          ports: [
+            ...group.tls.map((p) => ({ number: p, name: `tls-${p}`, protocol: 'TLS' })),
+            ...group.http.map((p) => ({ number: p, name: `http-${p}`, protocol: 'HTTP' })),
+          ],
+          location: 'MESH_EXTERNAL',
+          // Wildcard hosts cannot be resolved ahead of time: NONE passes the connection to the address the
+          // client resolved (the name is still checked against the SNI or Host).
+          resolution: group.hosts.every((h) => !h.startsWith('*')) ? 'DNS' : 'NONE',
+        },
+      });
     });
-    for (const port of sortedNumbers(entry.tls)) addServer(gatewayServers, port, 'TLS', entry.exact);
-    for (const port of sortedNumbers(entry.http)) addServer(gatewayServers, port, 'HTTP', entry.exact);
-    for (const host of sorted(entry.exact)) routed.push(virtualService(rule.name, host, entry, meta));
+    for (const host of sorted(hosts.keys())) {
+      const entry = hosts.get(host)!;
+      if (!entry.exact) continue;
+      for (const port of entry.tls) addServer(gatewayServers, port, 'TLS', host);
+      for (const port of entry.http) addServer(gatewayServers, port, 'HTTP', host);
+      routed.push(virtualService(rule.name, host, entry, meta));
+    }
   }
   if (routed.length > 0) {
     docs.push({
@@ -142,20 +150,34 @@ function addServer(
   servers: Map<string, { port: number; protocol: 'TLS' | 'HTTP'; hosts: Set<string> }>,
   port: number,
   protocol: 'TLS' | 'HTTP',
-  hosts: Set<string>,
+  host: string,
 ): void {
-  if (hosts.size === 0) return;
   const key = `${protocol}:${port}`;
   const server = servers.get(key) ?? { port, protocol, hosts: new Set<string>() };
-  for (const h of hosts) server.hosts.add(h);
+  server.hosts.add(host);
   servers.set(key, server);
+}
+
+/** The rule's hosts grouped by identical ports, in host order. */
+function portGroups(hosts: Map<string, HostPorts>): PortGroup[] {
+  const groups = new Map<string, PortGroup>();
+  for (const host of sorted(hosts.keys())) {
+    const entry = hosts.get(host)!;
+    const tls = sortedNumbers(entry.tls);
+    const http = sortedNumbers(entry.http);
+    const key = `${tls.join(',')}|${http.join(',')}`;
+    const group = groups.get(key) ?? { hosts: [], tls, http };
+    group.hosts.push(host);
+    groups.set(key, group);
+  }
+  return [...groups.values()];
 }
 
 /** Sidecar → egress gateway (by SNI or port), gateway → the name itself, on each of the rule's ports. */
 function virtualService(
   rule: string,
   host: string,
-  entry: RulePorts,
+  entry: HostPorts,
   meta: (n: string, r?: string) => Json,
 ): Json {
   const mesh = 'mesh';

@@ -28,7 +28,7 @@ export const nginxTarget: ExportTarget = {
     constructs: { oneLabel: true, labelGlob: true, multiLabel: true },
     denyPrecedence: true,
     transports: ['tls', 'http'],
-    enforces: [],
+    enforces: ['tls-floor'],
     auditMode: false,
   },
   render: renderNginx,
@@ -94,19 +94,26 @@ function key(e: MatchEntry): string {
 }
 
 function streamListener(l: Listener, refused: string, options: RenderOptions): string[] {
+  const verdict = `$egress_guard_tls_${l.port}_verdict`;
   const v = `$egress_guard_tls_${l.port}`;
   const lines = [
     `# TLS on port ${l.port}: rules ${l.rules.map((r) => `"${r}"`).join(', ')}`,
-    `map $ssl_preread_server_name ${v} {`,
+    '# The name decides: refused, or allowed with the TLS floor the client must offer.',
+    `map $ssl_preread_server_name ${verdict} {`,
   ];
   for (const e of l.entries) {
     lines.push(`    # ${describeEntry(e)}`);
-    lines.push(
-      `    ${key(e)} ${e.action === 'allow' ? `$ssl_preread_server_name:${l.port}` : `"${refused}"`};`,
-    );
+    lines.push(`    ${key(e)} ${e.action === 'allow' ? (e.tlsMinVersion ?? 'TLSv1.2') : 'refused'};`);
   }
-  lines.push('    # No rule allows it (or no SNI at all): refused.', `    default "${refused}";`, '}');
+  lines.push('    # No rule allows it (or no SNI at all): refused.', '    default refused;', '}');
   lines.push(
+    '# Then the floor: $ssl_preread_protocol is the highest version the ClientHello offers.',
+    `map "${verdict} $ssl_preread_protocol" ${v} {`,
+    `    "~^TLSv1\\.2 TLSv1\\.[23]$" $ssl_preread_server_name:${l.port};`,
+    `    "~^TLSv1\\.3 TLSv1\\.3$" $ssl_preread_server_name:${l.port};`,
+    '    # Refused by name, or the client offers less than the floor.',
+    `    default "${refused}";`,
+    '}',
     'server {',
     `    listen ${listenOn(options, l.port)};`,
     '    ssl_preread on;',
@@ -138,7 +145,7 @@ function httpListener(l: Listener, options: RenderOptions): string[] {
     '        }',
     `        proxy_pass http://${v};`,
     // The Host sent on is the name decided: an absolute-form request line cannot carry another Host past it.
-    '        proxy_set_header Host $http_host;',
+    `        proxy_set_header Host ${l.port === 80 ? '$host' : `"$host:${l.port}"`};`,
     '    }',
     '}',
   );
