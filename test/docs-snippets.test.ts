@@ -3,7 +3,9 @@
  * drift from the product. Blocks run in the order of their document, all blocks of one document in one
  * temporary directory (a file written by one block is there for the next), with the built packages
  * installed there as a user would have them: `node_modules/@egress-guard/*` and `node_modules/.bin/egress-guard`
- * (so `npx egress-guard` runs ours, offline), `PATH` starting with that `.bin`.
+ * (so `npx egress-guard` runs ours, offline), `PATH` starting with that `.bin`. Each directory starts with
+ * `egress.yaml`, the README's example policy (its block marked `file egress.yaml`), which most commands in
+ * the docs name.
  *
  * What runs, by the block's language:
  *   sh, bash, shell     bash -euo pipefail, in the document's directory. `npm install <packages>` checks
@@ -30,6 +32,11 @@
  *                                        contains READY (within 20 s); stopped (SIGTERM) after the document's
  *                                        last block.
  *
+ * Safety: shell blocks run in a network namespace of their own (one per document, loopback only), so a
+ * recipe's iptables or nft rules, a server it starts and anything it dials stay inside it; and a block
+ * that would change the host itself (users, services, packages, kernel settings, remote hosts) is not run
+ * at all: the test fails until the block carries a `skip` marker saying why.
+ *
  * A block that fails shows its output. Adding a runnable block to a doc adds a test here automatically.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -54,7 +61,7 @@ const cliBin = join(root, 'packages/cli/dist/bin.js');
 const tsx = join(root, 'node_modules/.bin/tsx');
 
 /** One fenced block of a document, with the directives before it. */
-export interface DocBlock {
+interface DocBlock {
   /** 1-based line of the opening fence. */
   line: number;
   lang: string;
@@ -70,7 +77,7 @@ export interface DocBlock {
 const DIRECTIVE = /^\s*<!--\s*doc-test:\s*(.*?)\s*-->\s*$/;
 
 /** The fenced blocks of a Markdown text and their markers. */
-export function extractBlocks(text: string): DocBlock[] {
+function extractBlocks(text: string): DocBlock[] {
   const lines = text.split('\n');
   const blocks: DocBlock[] = [];
   for (let i = 0; i < lines.length; i++) {
@@ -124,9 +131,17 @@ function isPolicy(b: DocBlock): boolean {
   return first !== undefined && /^version:\s/.test(first);
 }
 
+/** The README's example policy, which every document's directory starts with. */
+const readmePolicy = extractBlocks(readFileSync(join(root, 'README.md'), 'utf8')).find(
+  (b) => b.file === 'egress.yaml',
+)?.code;
+
 /** A directory set up as a user's project with the built packages installed. */
 function projectDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'doc-test-'));
+  if (readmePolicy === undefined)
+    throw new Error('README.md has no block marked <!-- doc-test: file egress.yaml -->');
+  writeFileSync(join(dir, 'egress.yaml'), readmePolicy);
   writeFileSync(
     join(dir, 'package.json'),
     JSON.stringify({ name: 'doc-test', private: true, type: 'module' }),
@@ -149,6 +164,37 @@ function projectDir(): string {
   writeFileSync(join(bin, 'egress-guard'), `#!/bin/sh\nexec "${process.execPath}" "${cliBin}" "$@"\n`);
   chmodSync(join(bin, 'egress-guard'), 0o755);
   return dir;
+}
+
+/** Commands that change the host outside a network namespace, or reach other machines. */
+const HOST_CHANGING =
+  /(^|[\s;&|(`])(useradd|userdel|usermod|groupadd|systemctl|service|kubectl|helm|sudo|su|apt|apt-get|dnf|yum|sysctl|modprobe|mount|scp|ssh|docker|crontab)(?=\s|$)/m;
+
+/**
+ * A network namespace for one document's shell blocks: a process holding it, entered with nsenter.
+ * Root makes one directly; otherwise a user namespace maps us to root inside it.
+ */
+async function networkNamespace(): Promise<{ enter: string[]; holder: ChildProcess }> {
+  for (const flags of [['-n'], ['-r', '-n']]) {
+    const holder = spawn('unshare', [...flags, 'sleep', 'infinity'], { stdio: 'ignore' });
+    const failed = await new Promise<boolean>((resolve) => {
+      holder.once('exit', () => resolve(true));
+      holder.once('error', () => resolve(true));
+      setTimeout(() => resolve(false), 300);
+    });
+    if (failed || holder.pid === undefined) continue;
+    const enter = [
+      'nsenter',
+      '-t',
+      String(holder.pid),
+      '-n',
+      ...(flags.includes('-r') ? ['-U', '--preserve-credentials'] : []),
+    ];
+    const up = await run(enter[0]!, [...enter.slice(1), 'ip', 'link', 'set', 'lo', 'up'], tmpdir());
+    if (up.code === 0) return { enter, holder };
+    holder.kill();
+  }
+  throw new Error('cannot make a network namespace (unshare -n): the doc blocks would run on the host');
 }
 
 /** Sourced before each shell block: `npm install` checks instead of fetching. */
@@ -192,13 +238,17 @@ function run(
 }
 
 /** Starts a background block; resolves once its output contains `ready`. */
-function startBackground(code: string, dir: string, ready: string): Promise<ChildProcess> {
-  const child = spawn('bash', ['-euo', 'pipefail', '-c', `${PRELUDE}\n${code}`], {
-    cwd: dir,
-    env: env(dir),
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+function startBackground(enter: string[], code: string, dir: string, ready: string): Promise<ChildProcess> {
+  const child = spawn(
+    enter[0]!,
+    [...enter.slice(1), 'bash', '-euo', 'pipefail', '-c', `${PRELUDE}\n${code}`],
+    {
+      cwd: dir,
+      env: env(dir),
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`never printed "${ready}":\n${output}`)), 20_000);
@@ -259,14 +309,19 @@ describe('the marker convention', () => {
 });
 
 for (const doc of documents) {
-  const blocks = extractBlocks(readFileSync(join(root, doc), 'utf8'));
+  const blocks = extractBlocks(readFileSync(join(root, doc), 'utf8')).filter(
+    (b) => actionOf(b) !== 'not-code' || b.invalid,
+  );
   if (blocks.length === 0) continue;
 
   describe(doc, () => {
     let dir: string;
+    let netns: Awaited<ReturnType<typeof networkNamespace>> | undefined;
     const servers: ChildProcess[] = [];
-    beforeAll(() => {
+    beforeAll(async () => {
       dir = projectDir();
+      if (blocks.some((b) => actionOf(b) === 'shell' || actionOf(b) === 'script'))
+        netns = await networkNamespace();
     });
     afterAll(async () => {
       for (const s of servers) {
@@ -275,13 +330,13 @@ for (const doc of documents) {
         process.kill(-s.pid, 'SIGTERM');
         await exited;
       }
+      netns?.holder.kill();
       rmSync(dir, { recursive: true, force: true });
     });
 
     for (const block of blocks) {
       const action = actionOf(block);
       const title = `line ${block.line} (${block.lang || 'text'}): ${action === 'skip' ? `skipped: ${block.skip}` : action}`;
-      if (action === 'not-code' && !block.invalid) continue;
       it(title, async () => {
         expect(block.invalid, `${doc}:${block.line}`).toBeUndefined();
         if (action === 'skip') return;
@@ -294,17 +349,30 @@ for (const doc of documents) {
           expect(r.code, `${where}: egress-guard lint\n${r.stdout}${r.stderr}`).toBe(0);
           return;
         }
+        if (action === 'shell') {
+          const host = HOST_CHANGING.exec(block.code);
+          expect(
+            host,
+            `${where}: "${host?.[2]}" would change this machine or reach another: mark the block <!-- doc-test: skip REASON -->`,
+          ).toBeNull();
+        }
+        const enter = netns?.enter ?? [];
         if (action === 'shell' && block.background) {
-          servers.push(await startBackground(block.code, dir, block.background));
+          servers.push(await startBackground(enter, block.code, dir, block.background));
           return;
         }
         const r =
           action === 'shell'
-            ? await run('bash', ['-euo', 'pipefail', '-c', `${PRELUDE}\n${block.code}`], dir)
+            ? await run(
+                enter[0]!,
+                [...enter.slice(1), 'bash', '-euo', 'pipefail', '-c', `${PRELUDE}\n${block.code}`],
+                dir,
+              )
             : await (() => {
                 const file = join(dir, `block-${block.line}.${block.lang === 'ts' ? 'ts' : 'mjs'}`);
                 writeFileSync(file, block.code);
-                return block.lang === 'ts' ? run(tsx, [file], dir) : run(process.execPath, [file], dir);
+                const runner = block.lang === 'ts' ? [tsx, file] : [process.execPath, file];
+                return run(enter[0]!, [...enter.slice(1), ...runner], dir);
               })();
         expect(r.code, `${where} exited ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`).toBe(
           block.exit,

@@ -26,7 +26,7 @@ allow:
 
 const CHILD = `
 import { startEdgeWorkers } from ${JSON.stringify(pathToFileURL(`${REPO}packages/edge/src/index.ts`).href)};
-const [policy, workers, watch] = process.argv.slice(2);
+const [policy, workers, watch, proxyAuth] = process.argv.slice(2);
 const edge = await startEdgeWorkers({
   policy,
   workers: Number(workers),
@@ -34,6 +34,7 @@ const edge = await startEdgeWorkers({
   admin: { host: '127.0.0.1', port: 0 },
   signals: true,
   watch: watch === 'watch',
+  proxyAuth: proxyAuth || undefined,
   watchDebounce: '100ms',
   limits: { drainTimeout: '5s' },
 });
@@ -62,7 +63,12 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function startChild(policyFile: string, workers: number, watch = false): Promise<Child> {
+async function startChild(
+  policyFile: string,
+  workers: number,
+  watch = false,
+  proxyAuth = '',
+): Promise<Child> {
   const script = await dir!.write('edge-workers-child.mts', CHILD);
   const tsconfig = await dir!.write(
     'tsconfig.json',
@@ -74,7 +80,7 @@ async function startChild(policyFile: string, workers: number, watch = false): P
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
   const proc = spawn(
     process.execPath,
-    ['--import', tsx, script, policyFile, String(workers), watch ? 'watch' : 'no-watch'],
+    ['--import', tsx, script, policyFile, String(workers), watch ? 'watch' : 'no-watch', proxyAuth],
     {
       env: { ...process.env, TSX_TSCONFIG_PATH: tsconfig },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -226,6 +232,34 @@ describe('edge workers', { timeout: 120_000 }, () => {
     expect(new Set(decisions.map((e) => e['egress.policy.hash']))).toEqual(
       new Set([reloaded['egress.policy.hash']]),
     );
+    expect(new Set(decisions.map((e) => workerOf(e['egress.id']))).size).toBe(2);
+  });
+
+  it('every worker enforces the options the primary was given (proxy credentials): nothing dialled without them', async () => {
+    server = await startTcpServer();
+    dir = await tempDir();
+    const policyFile = await dir.write('egress.yaml', policyText('local'));
+    const secrets = await dir.write('proxy-auth.yaml', `services:\n  payments: ${'a1b2c3d4'.repeat(4)}\n`);
+    const c = await startChild(policyFile, 2, false, secrets);
+    const statuses = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        connectTunnel(c.port, `127.0.0.1:${server!.port}`).then((t) => {
+          t.socket.destroy();
+          return t.status;
+        }),
+      ),
+    );
+    expect(new Set(statuses)).toEqual(new Set([407]));
+    expect(server.connections).toBe(0);
+    const decisions = await waitFor(
+      () => {
+        const d = c.events().filter((e) => e['event.name'] === 'egress.decision');
+        return d.length >= 40 ? d : undefined;
+      },
+      10_000,
+      '40 decisions',
+    );
+    expect(new Set(decisions.map((e) => e['egress.reason']))).toEqual(new Set(['proxy_auth_required']));
     expect(new Set(decisions.map((e) => workerOf(e['egress.id']))).size).toBe(2);
   });
 

@@ -281,6 +281,8 @@ export class EdgeWorkers {
       next = parsePolicy(text, { file: this.file });
     } catch (error) {
       this.reloads.inc({ result: 'rejected' });
+      // The policy stays, but the workers still look again (DNS answers, hosts file, proxy credentials).
+      await this.broadcastPolicy(this.text);
       this.events.emit({
         'event.name': 'egress.policy.rejected',
         'egress.schema': 1,
@@ -297,6 +299,8 @@ export class EdgeWorkers {
       return false;
     }
     if (next.hash === this.current.hash) {
+      // Same policy: the workers still look again, as a single-process edge does on every reload.
+      await this.broadcastPolicy(this.text);
       this.reloads.inc({ result: 'unchanged' });
       return true;
     }
@@ -553,14 +557,32 @@ function flushDestination(destination: DestinationStream): Promise<void> {
   });
 }
 
-/** The options a worker re-validates: plain data only. */
+/**
+ * Options the primary keeps: what it runs itself (the policy file and its watch, the admin server,
+ * signals), and what lives in this process (checked by {@link workerOptionProblems}).
+ */
+const PRIMARY_ONLY = new Set<string>([
+  'policy',
+  'admin',
+  'watch',
+  'watchDebounce',
+  'signals',
+  'workers',
+  'destination',
+  ...IN_PROCESS_ONLY,
+]);
+
+/**
+ * The options a worker runs with: every other option, as validated here (the worker validates them
+ * again). Everything is sent, so an option added to the edge reaches the workers without a change here;
+ * one that cannot be copied to another process makes the fork fail loudly (structured clone), never
+ * silently dropped.
+ */
 function crossable(o: ResolvedEdgeOptions): Record<string, unknown> {
-  return {
-    listeners: o.listeners.map(({ kind, host, port, upstreamPort }) => ({ kind, host, port, upstreamPort })),
-    limits: o.limits,
-    dns: o.dns,
-    defaultMetrics: o.defaultMetrics,
-  };
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(o)) if (!PRIMARY_ONLY.has(key)) out[key] = value;
+  out.listeners = o.listeners.map(({ originalDestination: _refused, ...plain }) => plain);
+  return out;
 }
 
 /**
