@@ -29,8 +29,9 @@
  *   <!-- doc-test: exit N -->            the block must exit with status N (default 0), e.g. a `check`
  *                                        that denies (1).
  *   <!-- doc-test: background READY -->  sh only: a server. Started, and the next blocks run once its output
- *                                        contains READY (within 20 s); stopped (SIGTERM) after the document's
- *                                        last block.
+ *                                        contains READY (within 20 s); stopped (SIGTERM) when the next
+ *                                        background block starts (two servers would want the same ports)
+ *                                        or after the document's last block.
  *
  * Safety: shell blocks run in a network namespace of their own (one per document, loopback only), so a
  * recipe's iptables or nft rules, a server it starts and anything it dials stay inside it; and a block
@@ -323,13 +324,16 @@ for (const doc of documents) {
       if (blocks.some((b) => actionOf(b) === 'shell' || actionOf(b) === 'script'))
         netns = await networkNamespace();
     });
-    afterAll(async () => {
-      for (const s of servers) {
+    const stopServers = async () => {
+      for (const s of servers.splice(0)) {
         if (s.exitCode !== null || s.pid === undefined) continue;
         const exited = new Promise((resolve) => s.on('exit', resolve));
         process.kill(-s.pid, 'SIGTERM');
         await exited;
       }
+    };
+    afterAll(async () => {
+      await stopServers();
       netns?.holder.kill();
       rmSync(dir, { recursive: true, force: true });
     });
@@ -358,6 +362,7 @@ for (const doc of documents) {
         }
         const enter = netns?.enter ?? [];
         if (action === 'shell' && block.background) {
+          await stopServers();
           servers.push(await startBackground(enter, block.code, dir, block.background));
           return;
         }

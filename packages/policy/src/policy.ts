@@ -167,6 +167,14 @@ export class Policy {
     return this.decider.decideLookup(host, service, now, accept);
   }
 
+  /**
+   * The name of the deny rule that refuses `address` outright for a service (no scheme, port, method or
+   * path limits), if any: what the edge's DNS guard applies to the addresses of an answer.
+   */
+  denyRuleForAddress(address: string, service?: string): string | undefined {
+    return this.decider.denyRuleForAddress(address, service);
+  }
+
   /** The mode in force at `now` for a service (or the top level): report turns to enforce after `reportUntil`. */
   modeAt(now: number = Date.now(), service?: string): Mode {
     const svc = service !== undefined ? this.document.services?.[service] : undefined;

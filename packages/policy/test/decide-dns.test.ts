@@ -24,6 +24,11 @@ deny:
   - name: no-ssh
     hosts: [git.example.com]
     schemes: [ssh]
+  - name: no-bad-net
+    addresses: [198.51.100.0/24]
+  - name: no-ssh-net
+    addresses: [203.0.113.0/24]
+    schemes: [ssh]
 services:
   payments:
     sources: [10.0.1.0/24]
@@ -97,20 +102,34 @@ describe('decideDnsQuestion', () => {
 describe('decideDnsAnswerAddress', () => {
   it('refuses a special-purpose address unless the rule allows private addresses', () => {
     const q = decideDnsQuestion(policy, { name: 'api.example.com', type: 'A', service: undefined });
-    expect(decideDnsAnswerAddress(q, '93.184.216.34')).toMatchObject({
+    expect(decideDnsAnswerAddress(policy, q, '93.184.216.34')).toMatchObject({
       result: 'allowed',
       address: '93.184.216.34',
     });
-    const refused = decideDnsAnswerAddress(q, '169.254.169.254');
+    const refused = decideDnsAnswerAddress(policy, q, '169.254.169.254');
     expect(refused).toMatchObject({ result: 'denied', reason: 'private_address', rule: 'api' });
     expect(refused.message).toContain('cloud metadata');
-    expect(decideDnsAnswerAddress(q, '::ffff:127.0.0.1')).toMatchObject({ reason: 'private_address' });
+    expect(decideDnsAnswerAddress(policy, q, '::ffff:127.0.0.1')).toMatchObject({
+      reason: 'private_address',
+    });
     const internal = decideDnsQuestion(policy, {
       name: 'db.internal.example',
       type: 'A',
       service: undefined,
     });
-    expect(decideDnsAnswerAddress(internal, '10.0.0.5').result).toBe('allowed');
+    expect(decideDnsAnswerAddress(policy, internal, '10.0.0.5').result).toBe('allowed');
+  });
+
+  it('refuses an address a deny rule lists outright, also inside NAT64, and ignores scheme-limited ones', () => {
+    const q = decideDnsQuestion(policy, { name: 'db.internal.example', type: 'A', service: undefined });
+    expect(decideDnsAnswerAddress(policy, q, '198.51.100.7')).toMatchObject({
+      result: 'denied',
+      reason: 'explicit_deny',
+      rule: 'no-bad-net',
+      ruleKind: 'deny',
+    });
+    expect(decideDnsAnswerAddress(policy, q, '64:ff9b::c633:6407').rule).toBe('no-bad-net');
+    expect(decideDnsAnswerAddress(policy, q, '203.0.113.9').result).toBe('allowed');
   });
 });
 

@@ -134,7 +134,7 @@ export class DnsGuard {
         );
         response = this.error(query, RCODE.SERVFAIL);
       } else {
-        decision = this.checkAddresses(question, filtered);
+        decision = this.checkAddresses(policy, question, filtered);
         if (!decision.allowed) {
           filtered = undefined;
           response = this.refusal(query);
@@ -162,9 +162,9 @@ export class DnsGuard {
   }
 
   /** The answer's addresses against the rule that allowed the name: the first refused one decides. */
-  private checkAddresses(question: Decision, answer: FilteredAnswer): Decision {
+  private checkAddresses(policy: Policy, question: Decision, answer: FilteredAnswer): Decision {
     for (const { address } of answer.addresses) {
-      const d = decideDnsAnswerAddress(question, address);
+      const d = decideDnsAnswerAddress(policy, question, address);
       if (d.result !== 'allowed') return d;
     }
     return question;

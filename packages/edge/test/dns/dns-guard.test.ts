@@ -288,6 +288,26 @@ describe('the DNS guard and its upstream', () => {
     expect(sent.additionals![0]).toMatchObject({ type: 'OPT', udpPayloadSize: 1232, options: [] });
   });
 
+  it('asks again over TCP when the upstream truncates its UDP answer', async () => {
+    const records: dnsPacket.Answer[] = [
+      { type: 'A', name: 'api.allowed.test', ttl: 60, data: '93.184.216.34' },
+    ];
+    const raw = await startRawUpstream((q, transport) => {
+      if (transport === 'tcp') return reply(q, records);
+      const truncated = reply(q, []);
+      truncated.writeUInt16BE(truncated.readUInt16BE(2) | 0x0200, 2);
+      return truncated;
+    });
+    cleanup.push(() => raw.close());
+    const { port, dnsEvents } = await setUp(raw);
+    const result = await dig(port, ['api.allowed.test', 'A']);
+    expect(result.answers.map((a) => a.data)).toEqual(['93.184.216.34']);
+    expect(raw.received.map((r) => r.transport)).toEqual(['udp', 'tcp']);
+    // The same query, asked twice: the TCP one is the guard's too.
+    expect(raw.received[1]!.raw.equals(raw.received[0]!.raw)).toBe(true);
+    expect(dnsEvents()[0]).toMatchObject({ 'network.transport': 'udp', 'egress.dns.answer_count': 1 });
+  });
+
   it('passes HTTPS records on without the ech parameter', async () => {
     // priority 1, target ".", alpn=h2, ipv4hint=93.184.216.34, ech=<3 bytes> (keys in ascending order)
     const rdata = Buffer.from([

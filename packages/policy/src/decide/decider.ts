@@ -221,6 +221,24 @@ export class Decider {
   }
 
   /**
+   * The deny rule that refuses `address` outright for a service: one that lists it (or, for NAT64, 6to4
+   * and Teredo addresses, the IPv4 address inside) and limits no scheme, port, method or path, as
+   * {@link Decider.decideLookup} treats deny rules on names. The DNS guard's answers are checked with it.
+   */
+  denyRuleForAddress(address: string, service: string | undefined): string | undefined {
+    const ip = this.addressCached(address);
+    if (!ip) return undefined;
+    const scope = (service !== undefined && this.services.get(service)) || this.top;
+    const outright = (r: CompiledRule) => !r.schemes && !r.ports && !r.methods && !r.paths;
+    const candidates = [ip, ...(ip.family === 6 ? embeddedIpv4(ip) : [])];
+    for (const candidate of candidates) {
+      const rule = scope.deny.byAddress(candidate).find(outright);
+      if (rule) return rule.name;
+    }
+    return undefined;
+  }
+
+  /**
    * The first deny rule that matches. A raw connection (`tls`, `tcp`) carries bytes nobody reads: it
    * could be HTTPS or a secure WebSocket (`tls`), plain HTTP or a WebSocket (`tcp`), so a deny rule for any
    * of those schemes holds it too (a process must not reach by raw socket what a deny rule keeps it from).

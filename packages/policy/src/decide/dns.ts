@@ -11,6 +11,7 @@ import { refineDecision } from './refine.js';
 /** What {@link decideDnsQuestion} needs of a policy: a `Policy` is one. */
 export interface DnsDecisionSource {
   decideLookup(host: string, service?: string, now?: number, accept?: LookupAcceptance): Decision;
+  denyRuleForAddress(address: string, service?: string): string | undefined;
 }
 
 /** One DNS question, as the guard read it. */
@@ -60,14 +61,21 @@ export function decideDnsQuestion(
 
 /**
  * Decides one address of an answer to a question {@link decideDnsQuestion} allowed, like an address about
- * to be dialled: a special-purpose address (private, loopback, link-local, metadata, ...) is refused
- * (`private_address`) unless the rule that allowed the name says `privateAddresses: allow`. The guard
- * refuses an answer with any refused address as a whole (a rebinding attempt is not a reason to pick one).
+ * to be dialled: one a deny rule lists outright (no scheme, port, method or path limits) is refused
+ * (`explicit_deny`), and a special-purpose address (private, loopback, link-local, metadata, ...) is
+ * refused (`private_address`) unless the rule that allowed the name says `privateAddresses: allow`. The
+ * guard refuses an answer with any refused address as a whole (a rebinding attempt is not a reason to
+ * pick one).
  *
+ * @param policy The policy that decided the question.
  * @param question The question's decision (allowed or reported).
- * @param address An address from an A or AAAA record of the answer.
+ * @param address An address from an A or AAAA record (or an SVCB hint) of the answer.
  */
-export function decideDnsAnswerAddress(question: Decision, address: string): Decision {
+export function decideDnsAnswerAddress(
+  policy: DnsDecisionSource,
+  question: Decision,
+  address: string,
+): Decision {
   const parsed = parseIpLiteral(address);
   if (!parsed) {
     return refineDecision(
@@ -77,6 +85,18 @@ export function decideDnsAnswerAddress(question: Decision, address: string): Dec
     );
   }
   const ip = unmapIpv4(parsed);
+  const denied = policy.denyRuleForAddress(ip.canonical, question.service);
+  if (denied !== undefined) {
+    return {
+      ...refineDecision(
+        { ...question, address: ip.canonical },
+        'explicit_deny',
+        `the answer carries ${ip.canonical}, which deny rule "${denied}" lists (deny always wins over allow); to allow it, remove it from that rule`,
+      ),
+      rule: denied,
+      ruleKind: 'deny',
+    };
+  }
   const special = specialPurposeRange(ip);
   if (!special || question.privateAddresses === 'allow') return { ...question, address: ip.canonical };
   return refineDecision(
