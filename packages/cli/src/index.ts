@@ -64,7 +64,7 @@ const COMMANDS: Record<string, { run: Command; summary: string; usage: string | 
     run: exportCommand,
     usage: exportUsage,
     summary:
-      'export <policy.yaml> --to <target>      the policy as nginx, HAProxy, Squid... configuration (export --help)',
+      'export <policy.yaml> --to <target>      the policy for nginx, HAProxy, Squid, Envoy, Istio, Cilium, AWS (export --help)',
   },
 };
 

@@ -186,8 +186,15 @@ describe('egress-guard edge', () => {
   });
 });
 
-describe('every command', () => {
-  const commands = ['lint', 'check', 'edge', 'schema', 'learn', 'diff', 'report'];
+describe('every command', async () => {
+  // Every command `egress-guard --help` lists, so that a new one is held to the same rules.
+  const listed = await run('--help');
+  const commands = [...listed.out.matchAll(/^ {2}egress-guard ([a-z]+) /gm)].map((m) => m[1]!);
+  it('lists the commands', () => {
+    expect(commands).toEqual(
+      expect.arrayContaining(['lint', 'check', 'edge', 'schema', 'learn', 'diff', 'report']),
+    );
+  });
 
   it.each(commands)('%s --help and -h answer the usage with exit 0', async (name) => {
     for (const flag of ['--help', '-h']) {

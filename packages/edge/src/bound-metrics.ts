@@ -75,7 +75,10 @@ abstract class Family<L extends string, C> {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 
-  /** prom-client's protocol (`registry.resetMetrics()`): forgets every child's value. */
+  /**
+   * prom-client's protocol (`registry.resetMetrics()`): forgets every child. A child still held elsewhere
+   * is no longer exported: the edge resets only the policy gauge, whose children nobody holds.
+   */
   reset(): void {
     this.children.clear();
   }
@@ -124,10 +127,18 @@ export class GaugeChild {
 /** A gauge family. */
 export class BoundGauge<L extends string = never> extends Family<L, GaugeChild> {
   readonly type = 'gauge' as const;
+  /** The child of a gauge without labels, held once made. */
+  private unlabelled: GaugeChild | undefined;
+  override reset(): void {
+    super.reset();
+    this.unlabelled = undefined;
+  }
   /** Sets the unlabelled value, or that of the child of `labels`. */
   set(labelsOrValue: LabelValues<L> | number, value?: number): void {
-    if (typeof labelsOrValue === 'number') this.labels({} as LabelValues<L>).value = labelsOrValue;
-    else this.labels(labelsOrValue).value = value ?? 0;
+    if (typeof labelsOrValue === 'number') {
+      this.unlabelled ??= this.labels({} as LabelValues<L>);
+      this.unlabelled.value = labelsOrValue;
+    } else this.labels(labelsOrValue).value = value ?? 0;
   }
   /** Adds one to the child of `labels` (a look-up: prefer a held child on hot paths). */
   inc(labels: LabelValues<L>, n = 1): void {

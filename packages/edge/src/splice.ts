@@ -97,8 +97,10 @@ export function splice(conn: Connection, flow: FlowRecord, upstream: net.Socket,
 
 function forward(this: Side, chunk: Buffer): void {
   const peer = this[PEER];
-  if (peer.destroyed) return;
-  if (!peer.write(chunk)) this.pause();
+  if (peer.destroyed || peer.writableEnded) return;
+  // Paused only for back-pressure: a peer that will never drain must not stop this side from reading,
+  // or its FIN or reset would go unseen and the flow would outlive both peers.
+  if (!peer.write(chunk) && peer.writable) this.pause();
 }
 
 /** The writer drained: the side that feeds it may read again. */

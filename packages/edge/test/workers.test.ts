@@ -134,6 +134,18 @@ async function tunnels(port: number, target: number, count: number, concurrency:
   return ok;
 }
 
+/** Workers send their lines in batches: waits (bounded) until the primary has written `count` decisions. */
+function decisionsWritten(c: Child, count: number): Promise<Record<string, unknown>[]> {
+  return waitFor(
+    () => {
+      const d = c.events().filter((e) => e['event.name'] === 'egress.decision');
+      return d.length >= count ? d : undefined;
+    },
+    10_000,
+    `${count} decisions`,
+  );
+}
+
 async function scrape(admin: number): Promise<string> {
   return (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
 }
@@ -226,7 +238,7 @@ describe('edge workers', { timeout: 120_000 }, () => {
       'the reload event',
     );
     expect(await tunnels(c.port, server.port, 200, 32)).toBe(200);
-    const decisions = c.events().filter((e) => e['event.name'] === 'egress.decision');
+    const decisions = await decisionsWritten(c, 200);
     expect(decisions).toHaveLength(200);
     expect(new Set(decisions.map((e) => e['egress.rule']))).toEqual(new Set(['after']));
     expect(new Set(decisions.map((e) => e['egress.policy.hash']))).toEqual(
@@ -251,14 +263,7 @@ describe('edge workers', { timeout: 120_000 }, () => {
     );
     expect(new Set(statuses)).toEqual(new Set([407]));
     expect(server.connections).toBe(0);
-    const decisions = await waitFor(
-      () => {
-        const d = c.events().filter((e) => e['event.name'] === 'egress.decision');
-        return d.length >= 40 ? d : undefined;
-      },
-      10_000,
-      '40 decisions',
-    );
+    const decisions = await decisionsWritten(c, 40);
     expect(new Set(decisions.map((e) => e['egress.reason']))).toEqual(new Set(['proxy_auth_required']));
     expect(new Set(decisions.map((e) => workerOf(e['egress.id']))).size).toBe(2);
   });
@@ -283,7 +288,7 @@ describe('edge workers', { timeout: 120_000 }, () => {
     expect(egressEventSchema.safeParse((({ level, time, msg, ...e }) => e)(death)).success).toBe(true);
     // Replaced: two workers again (bounded wait), and the edge serves as before.
     let metrics = '';
-    for (let i = 0; i < 100 && !/egress_edge_workers 2\n/.test(metrics); i++) {
+    for (let i = 0; i < 200 && !/egress_edge_workers 2\n/.test(metrics); i++) {
       await new Promise((r) => setTimeout(r, 200));
       metrics = await scrape(c.admin);
     }

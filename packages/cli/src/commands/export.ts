@@ -35,10 +35,12 @@ export function exportUsage(): string {
     `  --allow-weaker DIMS     accept dimensions not enforced (comma-separated, repeatable): ${WEAKER_DIMENSION_NAMES.join(', ')}`,
     '  --out FILE              write to FILE instead of stdout',
     '  --listen ADDRESS        the address the engine listens on (default: every address)',
-    `  --resolver IP[:PORT]    the DNS resolver the engine uses for allowed names (default ${RENDER_DEFAULTS.resolver})`,
+    `  --resolver IP[:PORT]    the DNS resolver for allowed names (nginx, haproxy: default ${RENDER_DEFAULTS.resolver}; envoy: the system's)`,
+    '  --proxy-port PORT       the proxy port clients are configured with (squid; default 3128)',
     `  --runtime-dir DIR       where the engine keeps sockets, pid and cache (default ${RENDER_DEFAULTS.runtimeDir})`,
     '',
-    'exit: 0 written, 1 export refused (it would be wider than the policy), 2 usage error or invalid policy.',
+    'exit: 0 written; 1 refused (wider than the policy, or weaker without --allow-weaker); 2 usage error or',
+    'invalid policy.',
     'Warnings (narrowings) go to stderr and into the header of the output. See docs/export.md.',
   ].join('\n');
 }
@@ -64,8 +66,8 @@ function parse(args: string[]) {
 
 /**
  * `egress-guard export`: the policy as a configuration for nginx, HAProxy, Squid and the other targets in
- * src/export/targets.ts. Exit 0 written, 1 refused (it would be wider than the policy), 2 usage error or
- * invalid policy.
+ * src/export/targets.ts. Exit 0 written, 1 refused (wider than the policy, or weaker without
+ * `--allow-weaker`), 2 usage error or invalid policy.
  */
 export async function exportCommand(args: string[], io: CliIo): Promise<number> {
   const usage = (message: string) => {
@@ -124,9 +126,11 @@ export async function exportCommand(args: string[], io: CliIo): Promise<number> 
     }
   } catch (error) {
     if (!(error instanceof ExportError)) throw error;
-    io.err(`egress-guard export: refused: the ${target.name} configuration would be wider than the policy`);
+    io.err(
+      `egress-guard export: refused: the ${target.name} configuration would be wider than the policy, or weaker without --allow-weaker`,
+    );
     for (const line of error.message.split('\n')) io.err(`  ${line}`);
-    return 1;
+    return EXIT.no;
   }
   if (values.out === undefined) {
     // The text ends with a newline; io.out adds one per line.

@@ -18,7 +18,7 @@ export const USAGE =
  * `egress-guard learn`: reads SDK and edge audit logs and writes the smallest policy that allows what
  * was seen, each rule commented with its counts, first and last sighting and services. What the policy in
  * force denied in enforce mode is left out (listed in comments) unless `--include-denied`.
- * Exit 0 with the policy on stdout (or in `--out`), 1 on bad input.
+ * Exit 0 with the policy on stdout (or in `--out`), 1 when the logs hold no decision, 2 on bad input.
  */
 export async function learn(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(args);

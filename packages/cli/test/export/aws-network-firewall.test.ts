@@ -6,7 +6,7 @@ import { expectGolden, exportFile, exportText, goldenPolicy } from './golden-fil
 import { expectNeverWider } from './server-name-property.js';
 
 const POLICY = goldenPolicy('aws-network-firewall', 'sni-host-and-addresses.policy.yaml');
-const WEAKER = ['tls-floor', 'private-addresses'];
+const WEAKER = ['tls-floor', 'private-addresses', 'destination-binding'];
 
 function rules(text: string): ParsedRule[] {
   return text
@@ -73,6 +73,15 @@ describe('export --to aws-network-firewall', () => {
     expect(parsed.filter((r) => r.action === 'drop')).toEqual([]);
     expect(parsed.filter((r) => r.action === 'alert').length).toBeGreaterThan(0);
     expect(text).toContain('aws:alert_established only');
+  });
+
+  it('fails without --allow-weaker destination-binding: the flow goes to the address the client chose', () => {
+    const policy = 'version: 1\nallow: [{ name: a, hosts: [a.example.com] }]\n';
+    expect(() =>
+      exportText(awsNetworkFirewallTarget, policy, { allowWeaker: ['tls-floor', 'private-addresses'] }),
+    ).toThrow(
+      /rule "a": the address behind the name .*not enforced by aws-network-firewall \(a\.example\.com on TLS 443 goes to whatever address the client chose\).*--allow-weaker destination-binding/,
+    );
   });
 
   it('the grammar check refuses what Suricata refuses', () => {

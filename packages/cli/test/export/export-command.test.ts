@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { EXPORT_TARGETS } from '../../src/export/targets.js';
 import { main } from '../../src/index.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'eg-export-cli-'));
@@ -28,8 +29,29 @@ describe('egress-guard export', () => {
     const r = await run('export', '--help');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^usage: egress-guard export <policy.yaml> --to <target>/);
-    for (const t of ['nginx', 'haproxy', 'squid']) expect(r.out).toMatch(new RegExp(`^  ${t} `, 'm'));
-    expect(r.out).toMatch(/--allow-weaker DIMS .*methods, paths, tls-floor/);
+    for (const t of Object.keys(EXPORT_TARGETS)) expect(r.out).toMatch(new RegExp(`^  ${t} `, 'm'));
+    expect(r.out).toMatch(
+      /--allow-weaker DIMS .*methods, paths, tls-floor.*destination-binding, server-name/,
+    );
+    for (const flag of [
+      '--to',
+      '--service',
+      '--out',
+      '--listen',
+      '--resolver',
+      '--proxy-port',
+      '--runtime-dir',
+    ]) {
+      expect(r.out).toMatch(new RegExp(`^  ${flag} `, 'm'));
+    }
+    // Every flag the parser takes is in the help.
+    expect(r.out).toContain('--allow-weaker');
+  });
+
+  it('the root --help lists the command', async () => {
+    const r = await run('--help');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^ {2}egress-guard export <policy\.yaml> --to <target> /m);
   });
 
   it('an unknown flag is one line and exit 2', async () => {
@@ -64,7 +86,7 @@ describe('egress-guard export', () => {
     const r = await run('export', simple, '--to', 'haproxy', '--out', out);
     expect(r.code).toBe(1);
     expect(r.err[0]).toBe(
-      'egress-guard export: refused: the haproxy configuration would be wider than the policy',
+      'egress-guard export: refused: the haproxy configuration would be wider than the policy, or weaker without --allow-weaker',
     );
     expect(r.err.slice(1).join('\n')).toMatch(
       /rule "api": the TLS floor \(tls.minVersion\): not enforced by haproxy .*choices: accept it: --allow-weaker private-addresses,tls-floor/,

@@ -7,6 +7,7 @@ import {
   type ExportTarget,
   type Listener,
   parseAllowWeaker,
+  type TargetSemantics,
 } from '../../src/export/core/index.js';
 import { nginxTarget } from '../../src/export/nginx/nginx-target.js';
 
@@ -165,6 +166,7 @@ describe('targets without deny precedence or some wildcards narrow, with a warni
       transports: ['tls'],
       enforces: [],
       auditMode: false,
+      destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
     },
     render: () => '',
   };
@@ -233,5 +235,105 @@ allow:
     );
     // nginx enforces the floor: it is not among the weaker dimensions.
     expect(plan.weaker.map((w) => w.dimension)).not.toContain('tls-floor');
+  });
+});
+
+describe('where allowed connections go: destination-binding and server-name', () => {
+  const POLICY_WITH_WILDCARDS = `
+version: 1
+allow:
+  - name: exact-only
+    hosts: [api.example.com]
+  - name: wildcard
+    hosts: ["**.example.org", example.org]
+    schemes: [https, http]
+  - name: dropped-everywhere
+    hosts: ["*.example.net"]
+deny:
+  - name: carve
+    hosts: [secret.example.net]
+`;
+  /** A `patterns` target with every construct and no deny precedence, whose destination is given. */
+  const targetGoingTo = (destination: TargetSemantics['destination']): ExportTarget => ({
+    name: 'test-engine',
+    summary: 'test target',
+    semantics: {
+      hostMatching: 'patterns',
+      constructs: { oneLabel: true, labelGlob: true, multiLabel: true },
+      denyPrecedence: false,
+      transports: ['tls', 'http'],
+      enforces: [],
+      auditMode: false,
+      destination,
+    },
+    render: () => '',
+  });
+  const findings = (destination: TargetSemantics['destination'], extra: string[] = []) =>
+    buildExportPlan(parsePolicy(POLICY_WITH_WILDCARDS), targetGoingTo(destination), {
+      allowWeaker: parseAllowWeaker(['tls-floor,private-addresses', ...extra]),
+    }).weaker.filter((w) => w.dimension === 'destination-binding' || w.dimension === 'server-name');
+
+  it('an engine that dials the allowed name itself leaves neither unenforced', () => {
+    expect(findings({ exact: 'resolves-name', wildcard: 'resolves-name' })).toEqual([]);
+  });
+
+  it('a passive engine: destination-binding per allow rule, with the exported names and ports', () => {
+    const all = findings({ exact: 'client-address', wildcard: 'client-address' }, ['destination-binding']);
+    expect(all).toEqual([
+      {
+        rule: 'exact-only',
+        dimension: 'destination-binding',
+        detail: 'api.example.com on TLS 443 goes to whatever address the client chose',
+      },
+      {
+        rule: 'wildcard',
+        dimension: 'destination-binding',
+        detail: '**.example.org, example.org on TLS 443, HTTP 80 goes to whatever address the client chose',
+      },
+      // "dropped-everywhere" opens nothing (the deny carves into its only pattern): it weakens nothing.
+    ]);
+  });
+
+  it('an address-level engine: server-name, on TCP ports', () => {
+    const all = findings({ exact: 'resolved-addresses', wildcard: 'resolved-addresses' }, ['server-name']);
+    expect(all.map((w) => [w.rule, w.dimension, w.detail])).toEqual([
+      [
+        'exact-only',
+        'server-name',
+        'the addresses of api.example.com are open on TCP 443 to any protocol and name',
+      ],
+      [
+        'wildcard',
+        'server-name',
+        'the addresses of **.example.org, example.org are open on TCP 80, TCP 443 to any protocol and name',
+      ],
+    ]);
+  });
+
+  it('exact names resolved, wildcards to the client address (Istio): only the rules with a wildcard', () => {
+    const all = findings({ exact: 'resolves-name', wildcard: 'client-address' }, ['destination-binding']);
+    expect(all.map((w) => `${w.rule}: ${w.detail}`)).toEqual([
+      'wildcard: **.example.org on TLS 443, HTTP 80 goes to whatever address the client chose',
+    ]);
+  });
+
+  it('refused without --allow-weaker, naming each rule and the dimension to accept', () => {
+    const plan = () =>
+      buildExportPlan(
+        parsePolicy(POLICY_WITH_WILDCARDS),
+        targetGoingTo({ exact: 'client-address', wildcard: 'client-address' }),
+        {
+          allowWeaker: parseAllowWeaker(['tls-floor,private-addresses']),
+        },
+      );
+    expect(plan).toThrow(ExportError);
+    try {
+      plan();
+    } catch (error) {
+      const problems = (error as ExportError).problems;
+      expect(problems.map((p) => p.rule)).toEqual(['exact-only', 'wildcard']);
+      expect(problems[0]!.reason).toMatch(/^the address behind the name .*: not enforced by test-engine/);
+      expect(problems[0]!.choices[0]).toBe('accept it: --allow-weaker destination-binding');
+    }
   });
 });

@@ -18,7 +18,7 @@ import {
 import { serverNamesNear } from './server-name-property.js';
 
 const POLICY = goldenPolicy('istio', 'registry-and-egress-gateway.policy.yaml');
-const WEAKER = ['tls-floor', 'private-addresses'];
+const WEAKER = ['tls-floor', 'private-addresses', 'destination-binding'];
 
 type Json = Record<string, any>;
 
@@ -133,6 +133,17 @@ describe('export --to istio', () => {
     expect(() => exportText(istioTarget, report, { allowWeaker: WEAKER })).toThrow(/report-mode/);
     const text = exportText(istioTarget, report, { allowWeaker: [...WEAKER, 'report-mode'] });
     expect(text).toMatch(/report-mode: .*this configuration enforces/);
+  });
+
+  it('destination-binding: needed for wildcard hosts (resolution NONE), not for exact names (egress gateway)', () => {
+    const lax = ['tls-floor', 'private-addresses'];
+    const exact = 'version: 1\nallow: [{ name: a, hosts: [a.example.com] }]\n';
+    expect(exportText(istioTarget, exact, { allowWeaker: lax })).not.toContain('destination-binding');
+    const wildcard =
+      'version: 1\nallow: [{ name: a, hosts: [a.example.com] }, { name: w, hosts: ["**.example.org"] }]\n';
+    expect(() => exportText(istioTarget, wildcard, { allowWeaker: lax })).toThrow(
+      /^rule "w": the address behind the name .*\(\*\*\.example\.org on TLS 443 goes to whatever address the client chose\)[^\n]*$/,
+    );
   });
 
   it("the models' validation refuses what Istio refuses", () => {

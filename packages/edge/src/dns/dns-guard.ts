@@ -147,7 +147,11 @@ export class DnsGuard {
 
     const rcode = response.readUInt16BE(2) & 0xf;
     const answerCount = response.readUInt16BE(6);
-    const refused = question.result !== 'allowed' || decision.reason === 'private_address';
+    // A refused answer counts too (its name was allowed but its addresses were not); SERVFAIL does not.
+    const refused =
+      question.result !== 'allowed' ||
+      decision.reason === 'private_address' ||
+      decision.reason === 'explicit_deny';
     const signals = refused ? this.ctx.exfiltration.observe(query.name) : undefined;
     if (signals) this.countSignals(signals);
     metrics.questions.inc({

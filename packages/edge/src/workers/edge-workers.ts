@@ -134,6 +134,8 @@ export class EdgeWorkers {
   private watcher: PolicyWatcher | undefined;
   private readonly signalHandlers: Array<[NodeJS.Signals, () => void]> = [];
   private stopping = false;
+  /** Every first worker listens: from now on a worker that dies is replaced. */
+  private running = false;
   private drainingNow = false;
   private drainPromise: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -244,6 +246,7 @@ export class EdgeWorkers {
       const started = Array.from({ length: this.options.workers }, () => this.fork());
       const listeners = await Promise.all(started);
       this.bound = listeners[0]!;
+      this.running = true;
       if (this.options.admin) {
         this.admin = new AdminServer(this.metrics, () => !this.drainingNow && !this.stopping);
         this.adminBound = await this.admin.listen(this.options.admin.host, this.options.admin.port);
@@ -449,7 +452,9 @@ export class EdgeWorkers {
     this.workerCount.set(this.states.size);
     this.metrics.gone(worker);
     for (const seq of [...this.acks.keys()]) this.acked(seq, worker.id);
-    if (this.stopping || !state.ready) {
+    // While the edge starts, a worker that dies fails the start; once it runs, every death is replaced,
+    // a replacement that dies before it listens too (with the crash-loop backoff).
+    if (this.stopping || !this.running) {
       if (this.states.size === 0) for (const wake of this.exitWaiters.splice(0)) wake();
       return;
     }

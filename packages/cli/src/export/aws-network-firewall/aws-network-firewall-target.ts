@@ -1,10 +1,12 @@
 import {
+  ANY_PORT_REGEX,
   type ExportPlan,
   type ExportRule,
   type ExportTarget,
   headerComment,
   type MatchEntry,
   type RenderOptions,
+  withHostPortRegex,
 } from '../core/index.js';
 
 /** Our rules' sids start here (1,000,000-1,999,999 is the range Suricata leaves to local rules). */
@@ -20,6 +22,9 @@ const FIRST_SID = 1_000_001;
  * Each match is a `content` on the pattern's literal part (a fast pre-filter the regex implies) and an
  * anchored, case-insensitive `pcre` with the core's exact regex. Report mode: every `drop` becomes `alert`
  * (Suricata's alert action logs and lets the flow go on), the rule group's alert mode.
+ *
+ * A passive firewall: the flow goes to the address the client chose, whatever name it presents (destination
+ * `client-address`: weaker `destination-binding`).
  */
 export const awsNetworkFirewallTarget: ExportTarget = {
   name: 'aws-network-firewall',
@@ -30,6 +35,8 @@ export const awsNetworkFirewallTarget: ExportTarget = {
     denyPrecedence: true,
     transports: ['tls', 'http'],
     enforces: ['addresses', 'report-mode'],
+    // A passive firewall: the flow goes to the address the client chose, whatever name it presents.
+    destination: { exact: 'client-address', wildcard: 'client-address' },
     auditMode: true,
   },
   render: renderAwsNetworkFirewall,
@@ -103,7 +110,7 @@ function renderAwsNetworkFirewall(plan: ExportPlan, options: RenderOptions): str
  */
 function hostMatch(entry: MatchEntry, tls: boolean): string[] {
   const literal = entry.rule === undefined ? undefined : literalPart(entry.pattern);
-  const regex = tls || !entry.regex.endsWith('$') ? entry.regex : `${entry.regex.slice(0, -1)}(:[0-9]+)?$`;
+  const regex = tls ? entry.regex : withHostPortRegex(entry.regex, ANY_PORT_REGEX);
   return [
     ...(literal === undefined ? [] : [`content:${quote(literal)}`, ...(tls ? ['nocase'] : [])]),
     `pcre:"/${regex}/i"`,

@@ -26,7 +26,7 @@ const KUBE_DNS = { 'k8s:io.kubernetes.pod.namespace': 'kube-system', 'k8s:k8s-ap
  * so one-label patterns and globs with `*` are exact; `**.` is one-or-more labels from Cilium 1.19 (earlier:
  * one label, narrower). Cilium has no FQDN deny, so the core drops allows a deny carves into. Cilium enforces
  * names at the address level: it allows the addresses the allowed names resolved to, on the listed ports,
- * for any protocol (see the docs for what that means for names sharing an address).
+ * for any protocol and any name sharing them (destination `resolved-addresses`: weaker `server-name`).
  */
 export const ciliumTarget: ExportTarget = {
   name: 'cilium',
@@ -38,6 +38,8 @@ export const ciliumTarget: ExportTarget = {
     transports: ['tls', 'http'],
     // egressDeny with toCIDRSet wins over every allow, including toFQDNs.
     enforces: ['addresses'],
+    // toFQDNs allows the addresses the names resolved to, for any protocol and any name sharing them.
+    destination: { exact: 'resolved-addresses', wildcard: 'resolved-addresses' },
     // Policy Audit Mode is an agent or endpoint setting, not part of a policy resource.
     auditMode: false,
   },

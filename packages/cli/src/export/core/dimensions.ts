@@ -10,6 +10,10 @@ export const WEAKER_DIMENSIONS = {
   services: 'per-service sections (the engine does not know which service is calling)',
   addresses: 'deny rules on addresses (the engine resolves names itself and does not check the address)',
   'private-addresses': 'special-purpose addresses (privateAddresses: deny) for names that resolve to them',
+  'destination-binding':
+    'the address behind the name (the connection goes where the client chose: an allowed SNI or Host can be presented to any address)',
+  'server-name':
+    'the name and protocol on the connection (the engine opens the addresses allowed names resolve to, for any protocol and any name sharing them)',
 } as const;
 
 export type WeakerDimension = keyof typeof WEAKER_DIMENSIONS;

@@ -55,6 +55,18 @@ function labelGlobRegex(glob: string, text: string): HostRegexResult {
   return { ok: true, regex };
 }
 
+/** Any port, or none: the port part of a deny (denying more is the safe side). */
+export const ANY_PORT_REGEX = '(:[0-9]+)?';
+
+/**
+ * A host regex for a plain request's `Host` (or `:authority`), which may carry a port: `portRegex` goes before
+ * the final `$` (`(:[0-9]+)?` for any port or none, `:8080` for that port only). Regexes not anchored at the
+ * end (the wildcard guards) are returned as they are: seeing the port can only make them refuse more.
+ */
+export function withHostPortRegex(regex: string, portRegex: string): string {
+  return regex.endsWith('$') ? `${regex.slice(0, -1)}${portRegex}$` : regex;
+}
+
 /** A named refusal an ordered engine evaluates before its wildcard allows (see {@link hostMatchRegex}). */
 export interface WildcardGuard {
   name: string;

@@ -19,11 +19,13 @@ export {
   hostMatchOf,
 } from './host-match.js';
 export {
+  ANY_PORT_REGEX,
   escapeHostName,
   type HostRegexResult,
   hostMatchRegex,
   WILDCARD_GUARDS,
   type WildcardGuard,
+  withHostPortRegex,
 } from './host-regex.js';
 export {
   type AllowedHost,
@@ -42,6 +44,7 @@ export {
   type WeakerFinding,
 } from './plan.js';
 export {
+  type Destination,
   type ExportTarget,
   type HostMatching,
   listenOn,

@@ -7,6 +7,7 @@ import {
   TLS_SCHEMES,
   type TlsVersion,
 } from '@egress-guard/policy';
+import { destinationFindings } from './destination.js';
 import { WEAKER_DIMENSIONS, type WeakerDimension } from './dimensions.js';
 import { ExportError, type ExportProblem } from './export-error.js';
 import {
@@ -169,7 +170,9 @@ export function buildExportPlan(policy: Policy, target: ExportTarget, options: P
   }
 
   const weak = (rule: string | undefined, dimension: WeakerDimension, detail: string) => {
-    if (!sem.enforces.includes(dimension)) weaker.push({ rule, dimension, detail });
+    if (!(sem.enforces as readonly WeakerDimension[]).includes(dimension)) {
+      weaker.push({ rule, dimension, detail });
+    }
   };
 
   // Policy-level dimensions.
@@ -258,6 +261,11 @@ export function buildExportPlan(policy: Policy, target: ExportTarget, options: P
   if (problems.length > 0) throw new ExportError(problems);
 
   const listeners = listenersOf(rules, target, warnings);
+  weaker.push(...destinationFindings(rules, listeners, sem));
+  // Each rule's findings together, in file order (policy-level ones first): a stable sort.
+  const order = (rule: string | undefined) =>
+    rule === undefined ? -1 : rules.findIndex((r) => r.name === rule);
+  weaker.sort((a, b) => order(a.rule) - order(b.rule));
 
   const accepted = options.allowWeaker ?? new Set<WeakerDimension>();
   const refused = weaker.filter((w) => !accepted.has(w.dimension));

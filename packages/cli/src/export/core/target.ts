@@ -15,6 +15,20 @@ export type Transport = 'tls' | 'http';
  */
 export type HostMatching = 'ordered-regex' | 'patterns';
 
+/**
+ * Where the engine sends a connection whose name it allows. This decides two dimensions our edge enforces
+ * (its claims-vs-facts check: the name a client presents must resolve to the address it connects to):
+ * - `resolves-name`: the engine resolves the allowed name itself and connects there (a proxy: nginx,
+ *   HAProxy, Squid, Envoy). The client's choice of address plays no part: both dimensions hold.
+ * - `client-address`: the engine checks the name the client presents (SNI, Host) and lets the connection go
+ *   to the address the client chose (a passive firewall; a proxy forwarding to the original destination).
+ *   A client can present an allowed name to any address: `destination-binding` is not enforced.
+ * - `resolved-addresses`: the engine allows the addresses the allowed names resolved to and never reads the
+ *   connection itself (Cilium `toFQDNs`). Any protocol, and any name sharing such an address (a CDN, a
+ *   shared load balancer), gets through on the allowed ports: `server-name` is not enforced.
+ */
+export type Destination = 'resolves-name' | 'client-address' | 'resolved-addresses';
+
 /** What a target can express, per construct of ours. */
 export interface TargetSemantics {
   hostMatching: HostMatching;
@@ -24,8 +38,17 @@ export interface TargetSemantics {
   denyPrecedence: boolean;
   /** Where the engine reads names. A rule for another transport is dropped with a warning (narrower). */
   transports: readonly Transport[];
-  /** Dimensions the engine enforces; every other dimension a rule uses is "not enforced by <target>". */
-  enforces: readonly WeakerDimension[];
+  /**
+   * Dimensions the engine enforces; every other dimension a rule uses is "not enforced by <target>".
+   * `destination-binding` and `server-name` are not listed here: they follow from {@link destination}.
+   */
+  enforces: readonly Exclude<WeakerDimension, 'destination-binding' | 'server-name'>[];
+  /**
+   * Where allowed connections go, for exact names and for wildcard patterns (they differ on Istio: exact
+   * names go through the egress gateway, which resolves them; wildcard hosts leave from the sidecar to the
+   * address the client resolved).
+   */
+  destination: { exact: Destination; wildcard: Destination };
   /** Whether the engine can run in an audit mode matching our report mode (`true`: see the target's docs). */
   auditMode: boolean;
 }

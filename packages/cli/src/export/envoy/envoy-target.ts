@@ -1,11 +1,13 @@
 import { Document } from 'yaml';
 import {
+  ANY_PORT_REGEX,
   type ExportPlan,
   type ExportTarget,
   headerComment,
   type Listener,
   type MatchEntry,
   type RenderOptions,
+  withHostPortRegex,
 } from '../core/index.js';
 
 /** The cluster every allowed connection goes to: Envoy resolves the SNI or Host itself and dials the name. */
@@ -36,6 +38,7 @@ export const envoyTarget: ExportTarget = {
     denyPrecedence: true,
     transports: ['tls', 'http'],
     enforces: ['report-mode'],
+    destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
     auditMode: true,
   },
   render: renderEnvoy,
@@ -227,10 +230,8 @@ function re2(regex: string): string {
  * can only make them refuse more.
  */
 function withPort(regex: string, port: number, action: 'allow' | 'deny'): string {
-  if (!regex.endsWith('$')) return regex;
-  const body = regex.slice(0, -1);
-  if (action === 'deny') return `${body}(:[0-9]+)?$`;
-  return port === 80 ? `${body}(:80)?$` : `${body}:${port}$`;
+  if (action === 'deny') return withHostPortRegex(regex, ANY_PORT_REGEX);
+  return withHostPortRegex(regex, port === 80 ? '(:80)?' : `:${port}`);
 }
 
 interface RbacFilter {

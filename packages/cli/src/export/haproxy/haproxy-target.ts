@@ -29,6 +29,7 @@ export const haproxyTarget: ExportTarget = {
     denyPrecedence: true,
     transports: ['tls', 'http'],
     enforces: [],
+    destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
     auditMode: false,
   },
   render: renderHaproxy,

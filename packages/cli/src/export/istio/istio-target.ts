@@ -29,6 +29,9 @@ export const istioTarget: ExportTarget = {
     denyPrecedence: false,
     transports: ['tls', 'http'],
     enforces: [],
+    // Exact names leave through the egress gateway, which resolves them; wildcard hosts (resolution NONE)
+    // leave from the sidecar to the address the client resolved.
+    destination: { exact: 'resolves-name', wildcard: 'client-address' },
     auditMode: false,
   },
   render: renderIstio,

@@ -29,6 +29,7 @@ export const nginxTarget: ExportTarget = {
     denyPrecedence: true,
     transports: ['tls', 'http'],
     enforces: ['tls-floor'],
+    destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
     auditMode: false,
   },
   render: renderNginx,

@@ -30,6 +30,7 @@ export const squidTarget: ExportTarget = {
     denyPrecedence: true,
     transports: ['tls', 'http'],
     enforces: [],
+    destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
     auditMode: false,
   },
   render: renderSquid,
