@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { parseArgs } from 'node:util';
 import { EgressPolicyError, formatProblem, loadPolicyFile } from '@egress-guard/policy';
+import { parseCommandArgs } from '../args.js';
 import {
   buildExportPlan,
   ExportError,
@@ -46,21 +46,16 @@ export function exportUsage(): string {
 }
 
 function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      to: { type: 'string' },
-      service: { type: 'string' },
-      'allow-weaker': { type: 'string', multiple: true },
-      out: { type: 'string' },
-      listen: { type: 'string' },
-      resolver: { type: 'string' },
-      'runtime-dir': { type: 'string' },
-      'proxy-port': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  return parseCommandArgs(args, {
+    to: { type: 'string' },
+    service: { type: 'string' },
+    'allow-weaker': { type: 'string', multiple: true },
+    out: { type: 'string' },
+    listen: { type: 'string' },
+    resolver: { type: 'string' },
+    'runtime-dir': { type: 'string' },
+    'proxy-port': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   });
 }
 
@@ -78,8 +73,8 @@ export async function exportCommand(args: string[], io: CliIo): Promise<number> 
   try {
     parsed = parse(args);
   } catch (error) {
-    // Node's message continues with advice about `--`, which does not apply to a flag typed by mistake.
-    return usage(((error as Error).message.split('\n')[0] ?? 'bad arguments').split('. To specify')[0]!);
+    // One line naming the flag (parseCommandArgs), e.g. `unknown flag --too (did you mean --to?)`.
+    return usage((error as Error).message);
   }
   const { values, positionals } = parsed;
   if (values.help) {

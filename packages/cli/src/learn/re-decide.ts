@@ -29,7 +29,7 @@ export function redecide(policy: Policy, d: LoggedDecision, now: number): Decisi
     const question = decideDnsQuestion(policy, { name: d.host, type: d.dnsType ?? 'A', service }, now);
     if (question.result !== 'allowed') return question;
     for (const address of d.answers ?? []) {
-      const answer = decideDnsAnswerAddress(question, address);
+      const answer = decideDnsAnswerAddress(policy, question, address);
       if (answer.result !== 'allowed') return answer;
     }
     return question;

@@ -58,7 +58,7 @@ describe('egress-guard export', () => {
     const r = await run('export', simple, '--to', 'nginx', '--bogus');
     expect(r.code).toBe(2);
     expect(r.err).toHaveLength(1);
-    expect(r.err[0]).toMatch(/^egress-guard export: Unknown option '--bogus'.*--help/);
+    expect(r.err[0]).toMatch(/^egress-guard export: unknown flag --bogus .*--help/);
   });
 
   it.each([

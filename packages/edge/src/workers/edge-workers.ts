@@ -248,7 +248,11 @@ export class EdgeWorkers {
       this.bound = listeners[0]!;
       this.running = true;
       if (this.options.admin) {
-        this.admin = new AdminServer(this.metrics, () => !this.drainingNow && !this.stopping);
+        // Ready while accepting: not draining, and at least one worker listening (not all being replaced).
+        this.admin = new AdminServer(
+          this.metrics,
+          () => !this.drainingNow && !this.stopping && [...this.states.values()].some((w) => w.ready),
+        );
         this.adminBound = await this.admin.listen(this.options.admin.host, this.options.admin.port);
       }
     } catch (error) {
