@@ -7,6 +7,9 @@ import * as dnsPacket from 'dns-packet';
 import { serve } from './lib/rpc.mjs';
 
 let answered = 0;
+// Questions for names the filters must refuse (the benchmark's refused names are under blocked.test): any
+// that arrives here leaked through a filter.
+let blocked = 0;
 function respond(raw) {
   let q;
   try {
@@ -17,6 +20,7 @@ function respond(raw) {
   const question = q.questions?.[0];
   if (!question) return undefined;
   answered++;
+  if (question.name.toLowerCase().endsWith('.blocked.test')) blocked++;
   const a = question.type === 'A';
   return dnsPacket.encode({
     type: 'response',
@@ -65,4 +69,4 @@ async function bind() {
   }
 }
 const port = await bind();
-serve({ answered: () => answered }, { port });
+serve({ answered: () => answered, blocked: () => blocked }, { port });

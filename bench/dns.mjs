@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as dnsPacket from 'dns-packet';
 import { freePort } from './lib/peers.mjs';
-import { sleep, startNode, startPeer } from './lib/proc.mjs';
+import { cpuSecondsOf, sleep, startNode, startPeer } from './lib/proc.mjs';
 import { median, pairedDiff, pairedRatio, percentile, rotate } from './lib/stats.mjs';
 
 const here = fileURLToPath(new URL('./', import.meta.url));
@@ -120,6 +120,7 @@ async function startCandidates(upstreamPort, workDir, peers, log) {
     port: edge.ready.port,
     stop: () => edge.stop(),
     proc: edge,
+    pid: edge.pid,
   });
   if (peers.dnsmasq) {
     const port = await freePort();
@@ -149,6 +150,7 @@ async function startCandidates(upstreamPort, workDir, peers, log) {
       label: 'dnsmasq (allowlist forwarder)',
       port,
       stop: () => dnsmasq.stop(),
+      pid: dnsmasq.pid,
     });
   } else log('  dnsmasq not installed: skipped (bench/install-peers.sh)');
   if (peers.unbound) {
@@ -162,6 +164,7 @@ async function startCandidates(upstreamPort, workDir, peers, log) {
       label: 'unbound (allowlist forwarder)',
       port,
       stop: () => unbound.stop(),
+      pid: unbound.pid,
     });
   } else log('  unbound not installed: skipped (bench/install-peers.sh)');
   return candidates;
@@ -178,16 +181,44 @@ export async function runDnsBench({ quick = false, workDir, log = console.log })
   const allowed = (i) => `n${i % 1000}.allowed.test`;
   const refused = (i) => `x${i % 1000}.blocked.test`;
   const runs = Object.fromEntries(
-    candidates.map((c) => [c.id, { qps: [], refusedQps: [], p50: [], p99: [], lost: 0, rcodes: {} }]),
+    candidates.map((c) => [
+      c.id,
+      {
+        qps: [],
+        refusedQps: [],
+        p50: [],
+        p99: [],
+        cpuUs: [],
+        refusedCpuUs: [],
+        lost: 0,
+        rcodes: {},
+        refused: 0,
+        refusedAtUpstream: 0,
+      },
+    ]),
   );
   try {
     // Warm-up: every candidate, once, briefly.
     for (const c of candidates) await load(c.port, allowed, 200);
     for (let round = 0; round < rounds; round++) {
       for (const c of rotate(candidates, round)) {
-        const a = await load(c.port, allowed, ms);
-        const r = c.id === 'direct' ? undefined : await load(c.port, refused, Math.floor(ms / 2));
+        // The filter's own CPU time (user + system, /proc) per question answered; not for the upstream.
+        const cpu = (measure) => async () => {
+          if (!c.pid) return { ...(await measure()), cpuUs: Number.NaN };
+          const before = cpuSecondsOf(c.pid);
+          const out = await measure();
+          out.cpuUs = ((cpuSecondsOf(c.pid) - before) * 1e6) / out.latencies.length;
+          return out;
+        };
+        const a = await cpu(() => load(c.port, allowed, ms))();
+        const leaked0 = await upstream.call('blocked');
+        const r =
+          c.id === 'direct' ? undefined : await cpu(() => load(c.port, refused, Math.floor(ms / 2)))();
         const run = runs[c.id];
+        // Refused names that reached the upstream while this filter was asked them (the only refused names
+        // asked since the count before: the previous filter's were asked a whole allowed load earlier).
+        run.refusedAtUpstream += (await upstream.call('blocked')) - leaked0;
+        run.cpuUs.push(a.cpuUs);
         run.qps.push(a.qps);
         run.p50.push(percentile(a.latencies, 50));
         run.p99.push(percentile(a.latencies, 99));
@@ -195,7 +226,11 @@ export async function runDnsBench({ quick = false, workDir, log = console.log })
         for (const [k, v] of Object.entries(a.rcodes)) run.rcodes[k] = (run.rcodes[k] ?? 0) + v;
         if (r) {
           run.refusedQps.push(r.qps);
-          run.refusedRcodes = r.rcodes;
+          run.refusedCpuUs.push(r.cpuUs);
+          run.refused += r.latencies.length;
+          run.refusedRcodes ??= {};
+          for (const [k, v] of Object.entries(r.rcodes))
+            run.refusedRcodes[k] = (run.refusedRcodes[k] ?? 0) + v;
         }
         await sleep(50);
       }
@@ -215,11 +250,15 @@ export async function runDnsBench({ quick = false, workDir, log = console.log })
       refusedQps: median(r.refusedQps),
       p50: median(r.p50),
       p99: median(r.p99),
+      cpuUsPerQuestion: median(r.cpuUs),
+      refusedCpuUsPerQuestion: median(r.refusedCpuUs),
       addedP50: pairedDiff(r.p50, runs.direct.p50),
       qpsVsEdge: pairedRatio(r.qps, runs.edge.qps),
       lost: r.lost,
       rcodes: r.rcodes,
       refusedRcodes: r.refusedRcodes,
+      refused: c.id === 'direct' ? undefined : r.refused,
+      refusedAtUpstream: c.id === 'direct' ? undefined : r.refusedAtUpstream,
     };
   });
   return {
@@ -227,6 +266,8 @@ export async function runDnsBench({ quick = false, workDir, log = console.log })
     ms,
     inFlight: IN_FLIGHT,
     figures,
+    // Refused names the upstream saw, whichever filter forwarded them: 0 when every filter refused them.
+    refusedAtUpstream: figures.reduce((n, f) => n + (f.refusedAtUpstream ?? 0), 0),
     edgeEvents: runs.edge.events,
     versions: quick ? {} : dnsPeerVersions(),
   };

@@ -1,14 +1,20 @@
 // pnpm bench: every figure side by side in one run, as ratios against baselines and peers, medians of
 // several interleaved runs, with the machine printed beside them; writes docs/benchmarks.md.
-//   node bench/run.mjs             everything (decider, SDK, edge with nginx/HAProxy/sniproxy), ~18 min
+//   node bench/run.mjs             everything (decider, SDK, edge with nginx/HAProxy/sniproxy, edge workers,
+//                                  edge resolver, DNS guard with dnsmasq/unbound), ~25 min on 2 cores
 //   node bench/run.mjs --quick     harness check for CI: tiny counts, SDK + edge against direct only, no
 //                                  peers, nothing written; figures are not meaningful, nothing is asserted
-//   --only=decider,sdk,edge,workers,resolver  run some parts (docs/benchmarks.md is not written)
-//   --no-peers                     skip nginx/HAProxy/sniproxy (docs/benchmarks.md is not written)
+//   --only=decider,sdk,edge,workers,resolver,dns  run some parts (docs/benchmarks.md is not written)
+//   --merge=<report.json>          with --only: the parts not run now are taken from that earlier run's
+//                                  report.json, and the merged report is written (and docs/benchmarks.md,
+//                                  when it then holds every part, with peers, from full runs)
+//   --no-peers                     do not install the peers nor run nginx/HAProxy/sniproxy (the DNS part
+//                                  still runs dnsmasq/unbound when installed); docs/benchmarks.md not written
 //   --render=<report.json>         write docs/benchmarks.md again from a finished run's figures (e.g. after
-//                                  editing bench/findings.md), without measuring anything
+//                                  editing bench/findings.md), without measuring anything; with
+//                                  --out=<file>, to that file instead (e.g. to check a partial run's)
 // Working files (events, rendered peer configs, CPU profiles, report.json) go to a directory of their own
-// per run, bench/results/<full|quick>-<time>-<pid>/ (the last three of each kind are kept), so runs
+// per run, bench/results/<full|only|quick>-<time>-<pid>/ (the last three of each kind are kept), so runs
 // started side by side do not clobber each other.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +25,8 @@ import { printResolver, runResolverBench } from './edge-resolver.mjs';
 import { runWorkersBench } from './edge-workers.mjs';
 import { machine, machineLine } from './lib/machine.mjs';
 import { installPeers, peerVersions } from './lib/peers.mjs';
-import { renderMarkdown } from './lib/report.mjs';
+import { PART_KEYS, renderMarkdown } from './lib/report.mjs';
+import { evaluateTargets, targetStatus } from './lib/targets.mjs';
 import { runSdkBench } from './sdk.mjs';
 
 const argv = process.argv.slice(2);
@@ -28,6 +35,13 @@ const onlyArg = argv.find((a) => a.startsWith('--only='));
 const only = onlyArg ? new Set(onlyArg.slice(7).split(',')) : undefined;
 const wantPeers = !quick && !argv.includes('--no-peers');
 const part = (p) => !only || only.has(p);
+const unknown = [...(only ?? [])].filter((p) => !PART_KEYS.includes(p));
+if (unknown.length) {
+  console.error(`unknown part(s) ${unknown.join(', ')}: the parts are ${PART_KEYS.join(', ')}`);
+  process.exit(2);
+}
+const mergeArg = argv.find((a) => a.startsWith('--merge='));
+const mergeFrom = mergeArg ? JSON.parse(readFileSync(mergeArg.slice(8), 'utf8')) : undefined;
 const started = Date.now();
 const docPath = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
 const findingsPath = fileURLToPath(new URL('./findings.md', import.meta.url));
@@ -35,13 +49,16 @@ const findingsPath = fileURLToPath(new URL('./findings.md', import.meta.url));
 const renderArg = argv.find((a) => a.startsWith('--render='));
 if (renderArg) {
   const saved = JSON.parse(readFileSync(renderArg.slice(9), 'utf8'));
-  writeFileSync(docPath, renderMarkdown(saved, { findings: readFileSync(findingsPath, 'utf8') }));
-  console.log(`wrote docs/benchmarks.md from ${renderArg.slice(9)} (run of ${saved.startedAt})`);
+  const out = argv.find((a) => a.startsWith('--out='))?.slice(6) ?? docPath;
+  writeFileSync(out, renderMarkdown(saved, { findings: readFileSync(findingsPath, 'utf8') }));
+  console.log(`wrote ${out} from ${renderArg.slice(9)} (run of ${saved.startedAt})`);
   process.exit(0);
 }
 
 const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
-const kind = quick ? 'quick' : 'full';
+// Runs of some parts (--only) are kept apart from full runs, so that pruning after a few partial runs
+// never deletes the report.json of the last full run.
+const kind = quick ? 'quick' : only ? 'only' : 'full';
 const workName = `${kind}-${new Date(started).toISOString().replace(/[:.]/g, '-')}-${process.pid}`;
 const workDir = `${resultsDir}${workName}/`;
 mkdirSync(workDir, { recursive: true });
@@ -75,13 +92,21 @@ if (part('sdk')) {
   report.sdk = await runSdkBench({ quick, workDir: `${workDir}sdk`, log: (l) => console.log(l) });
 }
 
+// The peers (nginx, HAProxy, sniproxy for the edge; dnsmasq, unbound for the DNS guard), installed once.
+let peersInstalled;
+function ensurePeers() {
+  if (peersInstalled !== undefined) return peersInstalled;
+  console.log('\n## peers (bench/install-peers.sh)');
+  peersInstalled = installPeers((l) => console.log(l));
+  if (peersInstalled) report.peerVersions = peerVersions();
+  return peersInstalled;
+}
+
 if (part('edge')) {
   let peers = false;
   if (wantPeers) {
-    console.log('\n## edge peers (bench/install-peers.sh)');
-    peers = installPeers((l) => console.log(l));
+    peers = ensurePeers();
     if (!peers) console.log('  peers unavailable: the edge is measured against direct only');
-    else report.peerVersions = peerVersions();
   }
   console.log(
     `\n## edge: direct, the edge (CONNECT and SNI-routed)${peers ? ', nginx, HAProxy, sniproxy' : ''}`,
@@ -121,6 +146,7 @@ if (part('workers')) {
 }
 
 if (part('dns')) {
+  if (wantPeers) ensurePeers();
   console.log(
     '\n## DNS guard: the edge, dnsmasq and unbound as allowlisting forwarders, the upstream directly',
   );
@@ -137,45 +163,43 @@ if (quick) {
   );
 } else {
   console.log('\n## targets');
-  for (const t of allTargets(report)) {
+  for (const t of evaluateTargets(report))
     console.log(
-      `  ${t.met ? 'met   ' : 'MISSED'}  ${t.what}: ${t.value} (target ${t.target})${t.miss ? `, ${t.miss}` : ''}`,
+      `  ${targetStatus(t, { markdown: false }).padEnd(12)}  ${t.what}: ${t.value} (target ${t.target}, ${t.source})`,
     );
-  }
 }
 
+if (mergeFrom) mergeInto(report, mergeFrom);
 writeFileSync(`${workDir}report.json`, JSON.stringify(report, null, 1));
-const writeDoc = !quick && !only && wantPeers && report.edge?.peers;
+const complete = PART_KEYS.every((p) => report[p]);
+const writeDoc =
+  !quick && (mergeFrom ? complete && !mergeFrom.quick : !only) && wantPeers && report.edge?.peers;
 if (writeDoc) {
   writeFileSync(docPath, renderMarkdown(report, { findings: readFileSync(findingsPath, 'utf8') }));
   console.log(`\nwrote docs/benchmarks.md`);
 }
 console.log(`\ndone in ${report.seconds.toFixed(0)} s; working files in bench/results/${workName}/`);
 
-function allTargets(r) {
-  const out = [];
-  if (r.decider) {
-    const flat = r.decider.ratio <= 2;
-    out.push({
-      what: 'decider: one decision, 10,000 rules',
-      value: `${r.decider.largeNs.toFixed(0)} ns, x${r.decider.ratio.toFixed(2)} of 10 rules`,
-      target: '< 1000 ns, flat (within 2x of 10 rules)',
-      met: r.decider.largeNs < 1000 && flat,
-    });
-  }
-  for (const k of r.sdk?.cases ?? []) {
-    for (const t of k.targets)
-      out.push({
-        ...t,
-        value: t.value.toFixed(3),
-        miss: t.met
-          ? undefined
-          : `${(Math.abs(t.gap) * 100).toFixed(1)}% ${t.target.startsWith('>') ? 'short' : 'over'}`,
-      });
-  }
-  for (const t of r.edge?.targets ?? []) out.push(t);
-  if (r.workers) out.push(r.workers.target);
-  return out;
+/**
+ * --merge: the parts this run did not measure are taken from an earlier run's report, each part keeping
+ * the figures of the run that measured it (every comparison stays within one run), and the report says
+ * which parts came from which run.
+ */
+function mergeInto(r, earlier) {
+  const mine = PART_KEYS.filter((p) => r[p]);
+  const taken = PART_KEYS.filter((p) => !r[p] && earlier[p]);
+  for (const p of taken) r[p] = earlier[p];
+  if (!r.peerVersions && earlier.peerVersions) r.peerVersions = earlier.peerVersions;
+  const before = earlier.merged ?? [
+    { startedAt: earlier.startedAt, parts: PART_KEYS.filter((p) => earlier[p]) },
+  ];
+  r.merged = [
+    ...before
+      .map((m) => ({ ...m, parts: m.parts.filter((p) => taken.includes(p)) }))
+      .filter((m) => m.parts.length),
+    { startedAt: r.startedAt, parts: mine },
+  ];
+  console.log(`\nmerged: ${taken.join(', ') || 'nothing'} from the run of ${earlier.startedAt}`);
 }
 
 function printEdge(e) {

@@ -2,13 +2,13 @@
 // the method, every target met or missed and by how much, the tables, the CPU profiles where a target is
 // missed, and the analysis of those profiles (bench/findings.md, kept by hand beside the harness).
 import { fmt, mdTable } from './stats.mjs';
+import { EDGE_GOALS, evaluateTargets, targetStatus } from './targets.mjs';
 
 const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 const mib = (x) => (Number.isFinite(x) ? `${(x / 2 ** 20).toFixed(0)}` : 'n/a');
 const mb = (x) => (Number.isFinite(x) ? `${(x / 2 ** 20).toFixed(1)} MB` : 'n/a');
 const int = fmt.int;
-const status = (t) => (t.met ? 'met' : `**missed**${t.miss ? `: ${t.miss}` : ''}`);
 
 export function renderMarkdown(r, { findings = '' } = {}) {
   const out = [];
@@ -16,7 +16,7 @@ export function renderMarkdown(r, { findings = '' } = {}) {
   out.push(
     '# Benchmarks',
     '',
-    `Written by \`pnpm bench\` (bench/run.mjs) on ${r.startedAt.slice(0, 10)}, from the figures of that run; do not edit by hand (the analysis at the end comes from [bench/findings.md](../bench/findings.md)). The run took ${Math.round(r.seconds / 60)} minutes.`,
+    `Written by \`pnpm bench\` (bench/run.mjs) on ${r.startedAt.slice(0, 10)}, from the figures of that run; do not edit by hand (the analysis at the end comes from [bench/findings.md](../bench/findings.md)). The run took ${r.seconds < 120 ? `${Math.round(r.seconds)} seconds` : `${Math.round(r.seconds / 60)} minutes`}.`,
     '',
     '## Machine',
     '',
@@ -25,7 +25,7 @@ export function renderMarkdown(r, { findings = '' } = {}) {
     `- load average ${m.load.join(' ')} at the start, ${m.loadAfter?.join(' ') ?? 'n/a'} at the end (a shared machine: other work ran beside the benchmark)`,
     `- open files: ${m.nofile.soft} (hard limit ${m.nofile.hard}${m.nofile.hard < 65536 ? ', and it cannot be raised here: the container has no CAP_SYS_RESOURCE' : ''})`,
   );
-  if (r.peerVersions)
+  if (r.peerVersions && r.edge?.peers)
     out.push(
       `- peers (Debian packages): ${r.peerVersions.nginx} with libnginx-mod-stream, ${r.peerVersions.haproxy}, ${r.peerVersions.sniproxy}`,
     );
@@ -36,51 +36,56 @@ export function renderMarkdown(r, { findings = '' } = {}) {
     '',
   );
 
-  out.push('## Targets', '', mdTable(['what', 'figure', 'target', ''], targetRows(r)), '');
+  if (r.quick)
+    out.push(
+      '**A quick run** (`--quick`): tiny counts and no peers, a harness check; its figures are not meaningful.',
+      '',
+    );
+  if (r.merged?.length)
+    out.push(
+      `Parts measured in separate runs and merged (\`--merge\`): ${r.merged.map((x) => `${x.parts.join(', ')} on ${x.startedAt.replace('T', ' ').slice(0, 16)} UTC`).join('; ')}. Every comparison is still within one part's run.`,
+      '',
+    );
+  const notRun = PARTS.filter((p) => !r[p.key]);
+  if (notRun.length)
+    out.push(
+      `Not run in this run (no figures, so no rows below): ${notRun.map((p) => p.name).join('; ')}.`,
+      '',
+    );
+  out.push(
+    '## Targets',
+    '',
+    'From the design (`benchmarks.md` in the design notes) and the issues that restate them (issue 10: the edge; issue 11: the DNS guard). "Not measured" means the run had no figure for it.',
+    '',
+    mdTable(
+      ['what', 'figure', 'target', 'from', 'met / missed'],
+      evaluateTargets(r).map((t) => [t.what, t.value, t.target, t.source, targetStatus(t)]),
+    ),
+    '',
+  );
 
   out.push(...methodSection(r));
   if (r.decider) out.push(...deciderSection(r.decider));
   if (r.sdk) out.push(...sdkSection(r.sdk));
   if (r.edge) out.push(...edgeSection(r.edge));
   if (r.workers) out.push(...workersSection(r.workers));
+  if (r.resolver) out.push(...resolverSection(r.resolver));
+  if (r.dns) out.push(...dnsSection(r.dns));
   const analysis = findings.replace(/<!--[\s\S]*?-->/g, '').trim();
   if (analysis) out.push('## Where the time goes, and what would close the gaps', '', analysis, '');
   return `${out.join('\n')}\n`;
 }
 
-function targetRows(r) {
-  const rows = [];
-  if (r.decider) {
-    const d = r.decider;
-    const met = d.largeNs < 1000 && d.ratio <= 2;
-    rows.push([
-      'decider: one decision, 10,000 rules',
-      `${d.largeNs.toFixed(0)} ns (x${d.ratio.toFixed(2)} of 10 rules)`,
-      '< 1000 ns; flat (within 2x of 10 rules)',
-      met ? 'met' : '**missed**',
-    ]);
-  }
-  for (const k of r.sdk?.cases ?? []) {
-    for (const t of k.targets) {
-      const short = t.target.startsWith('>');
-      rows.push([
-        `SDK ${t.what}`,
-        f3(t.value),
-        t.target,
-        t.met ? 'met' : `**missed** by ${(Math.abs(t.gap) * 100).toFixed(1)}% (${short ? 'short' : 'over'})`,
-      ]);
-    }
-  }
-  for (const t of r.edge?.targets ?? []) rows.push([`edge: ${t.what}`, t.value, t.target, status(t)]);
-  if (r.workers)
-    rows.push([
-      r.workers.target.what,
-      r.workers.target.value,
-      r.workers.target.target,
-      status(r.workers.target),
-    ]);
-  return rows;
-}
+/** The parts of a run (the keys of report.json and the names `--only` takes), in the document's order. */
+const PARTS = [
+  { key: 'decider', name: 'decider (`decider`)' },
+  { key: 'sdk', name: 'SDK overhead (`sdk`)' },
+  { key: 'edge', name: 'edge against nginx, HAProxy and sniproxy (`edge`)' },
+  { key: 'workers', name: 'edge workers, 2 vs 1 (`workers`)' },
+  { key: 'resolver', name: 'edge resolver, cached vs a query per flow (`resolver`)' },
+  { key: 'dns', name: 'DNS guard against dnsmasq and unbound (`dns`)' },
+];
+export const PART_KEYS = PARTS.map((p) => p.key);
 
 /** bench/edge-workers.mjs: connections per second with 2 workers against 1, per round and as a median ratio. */
 function workersSection(w) {
@@ -107,7 +112,124 @@ function workersSection(w) {
       ]),
     ),
     '',
-    `Median ratio: **x${w.ratio.toFixed(2)}**.${w.errors ? ` ${w.errors} connections failed.` : ''} The load generator itself used ${int(w.loadCpu)} µs of CPU per connection on the same two cores: with one worker the edge is held to one core, with two the edge and the load share both, so on this machine the ratio cannot exceed about x${w.ceiling.toFixed(2)} (2 / (1 + load CPU / edge CPU)), however well the workers scale.`,
+    `Median ratio: **x${w.ratio.toFixed(2)}**.${w.errors ? ` ${w.errors} connections failed.` : ''} The load generator itself used ${int(w.loadCpu)} µs of CPU per connection on the same two cores: with one worker the edge is held to one core, with two the edge and the load share both, so on this machine the ratio cannot exceed about x${w.ceiling.toFixed(2)} (2 / (1 + load CPU / edge CPU)), however well the workers scale. Target (issue 10): 2 workers ≥ ${EDGE_GOALS.workersRatio}x one worker: ${w.ratio >= EDGE_GOALS.workersRatio ? 'met' : '**missed**'}.`,
+    '',
+  ];
+}
+
+const signedUs = (x) => (Number.isFinite(x) ? `${x < 0 ? '−' : '+'}${int(Math.abs(x))} µs` : 'n/a');
+
+/** bench/edge-resolver.mjs: the edge's name resolution, answers cached for their TTL vs a query per flow. */
+function resolverSection(x) {
+  const c = x.candidates;
+  const labels = {
+    static: 'static resolver (no DNS): the floor',
+    cached: 'built-in resolver, answers cached for their TTL (now)',
+    'per-flow': 'a query per flow, A and AAAA (before the cache)',
+  };
+  const p = x.plan;
+  return [
+    '## Edge resolver',
+    '',
+    `One edge configuration three ways (bench/edge-resolver.mjs): the explicit proxy (\`CONNECT\`, new TLS connection + small request, as in the edge's connections per second), resolving the upstream's name through a loopback DNS server (TTL 3600) with the cache, with a fresh c-ares resolver per flow, or not at all. ${p.runs} interleaved rounds of ${p.cps.ms / 1000} s, ${p.cps.concurrency} connections in flight; medians; edge CPU is user + system time from /proc per connection. The "vs" columns are ratios of the medians.`,
+    '',
+    mdTable(
+      [
+        'resolver',
+        'connections/s',
+        'vs static',
+        'edge CPU µs per connection',
+        'vs static',
+        'vs a query per flow',
+        'DNS questions / connections',
+      ],
+      ['static', 'cached', 'per-flow']
+        .filter((id) => c[id])
+        .map((id) => [
+          labels[id] + (c[id].errors ? ` (${c[id].errors} errors)` : ''),
+          int(c[id].cps),
+          f2(c[id].cps / c.static?.cps),
+          int(c[id].cpuUsPerConnection),
+          f2(c[id].cpuUsPerConnection / c.static?.cpuUsPerConnection),
+          f2(c[id].cpuUsPerConnection / c['per-flow']?.cpuUsPerConnection),
+          id === 'static' ? '- (no DNS)' : `${int(x.dnsQuestions[id])} / ${int(c[id].connections)}`,
+        ]),
+    ),
+    '',
+    `${x.cacheSavesUs >= 0 ? `The cache saves **${int(x.cacheSavesUs)} µs** of edge CPU per connection` : `The cache saved no edge CPU in this run (**${int(-x.cacheSavesUs)} µs more** per connection with it: noise larger than the difference)`} (cached / per-flow x${f2(x.cachedVsUncachedCpu)}); the cached resolver costs ${signedUs(x.cachedOverStaticUs)} per connection against no DNS at all. The resolution alone, in a process of its own (bench/edge-resolver-child.mjs, ${int(p.alone.count)} resolutions ${p.alone.concurrency} at a time, same DNS server): ${f2(x.alone.cachedUs)} µs of CPU per resolution cached, ${f2(x.alone.perFlowUs)} µs with a query per flow (x${f2(x.alone.ratio)}). No target of its own: caching answers for their TTL is one of the means issue 10 names for the CPU per connection target above.`,
+    '',
+  ];
+}
+
+const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
+const rcodes = (r) =>
+  Object.entries(r ?? {})
+    .map(([k, v]) => `${RCODES[k] ?? k} ${int(v)}`)
+    .join(', ') || '-';
+
+/** bench/dns.mjs: the DNS guard against dnsmasq and unbound as allowlisting forwarders. */
+function dnsSection(d) {
+  const by = Object.fromEntries(d.figures.map((f) => [f.id, f]));
+  const peers = ['dnsmasq', 'unbound'].filter((p) => by[p]);
+  const missing = ['dnsmasq', 'unbound'].filter((p) => !by[p]);
+  // dns.mjs gives each candidate's q/s over the edge's (median of per-round ratios); against a peer, the
+  // ratio of those (exact for an odd number of rounds, where the median of the reciprocals is the
+  // reciprocal of the median).
+  const vsPeer = (f, p) => (f.id === 'direct' ? Number.NaN : f.qpsVsEdge / by[p].qpsVsEdge);
+  const cpu = (x) => (Number.isFinite(x) ? int(x) : '-');
+  return [
+    '## DNS guard',
+    '',
+    `The edge's DNS guard (bench/dns-edge-child.mjs: \`startEdge()\` with a DNS listener, names under \`allowed.test\` allowed, events to a file) against dnsmasq and unbound (Debian packages), each an allowlisting forwarder (names under \`allowed.test\` forwarded, every other name refused), in front of the same upstream (bench/dns-upstream.mjs, TTL 0, so nothing is answered from a cache), and the upstream asked directly. ${d.rounds} rounds of ${d.ms / 1000} s (refused names: half that), order rotated, ${d.inFlight} questions in flight over UDP from one load generator; medians of the rounds. Added latency = p50 − the upstream's p50 of the same round. CPU is the filter's user + system time (/proc) per question answered.${missing.length ? ` **${missing.join(' and ')} not run** in this run (not installed, or a quick run): no figures for them.` : ''}`,
+    '',
+    mdTable(
+      [
+        'candidate',
+        'allowed q/s',
+        ...peers.map((p) => `vs ${p}`),
+        'CPU µs per allowed question',
+        'refused q/s',
+        'CPU µs per refused question',
+        'p50 ms',
+        'p99 ms',
+        'added p50 ms',
+        ...peers.map((p) => `added p50 vs ${p}'s`),
+        'unanswered',
+      ],
+      d.figures.map((f) => [
+        f.label,
+        int(f.qps),
+        ...peers.map((p) => (f.id === 'direct' ? '-' : f2(vsPeer(f, p)))),
+        cpu(f.cpuUsPerQuestion),
+        f.id === 'direct' ? '-' : int(f.refusedQps),
+        cpu(f.refusedCpuUsPerQuestion),
+        f3(f.p50),
+        f3(f.p99),
+        f.id === 'direct' ? '-' : f3(f.addedP50),
+        ...peers.map((p) =>
+          f.id === 'direct' || !(by[p].addedP50 > 0) ? '-' : `${f2(f.addedP50 / by[p].addedP50)}x`,
+        ),
+        int(f.lost),
+      ]),
+    ),
+    '',
+    mdTable(
+      ['candidate', 'answers to allowed names', 'answers to refused names', 'refused names at the upstream'],
+      d.figures.map((f) => [
+        f.label,
+        rcodes(f.rcodes),
+        f.id === 'direct' ? '-' : rcodes(f.refusedRcodes),
+        f.id === 'direct' || f.refusedAtUpstream === undefined ? '-' : int(f.refusedAtUpstream),
+      ]),
+    ),
+    '',
+    `The DNS guard wrote ${int(d.edgeEvents)} \`egress.dns\` events over the run, warm-up included.${
+      Object.keys(d.versions ?? {}).length
+        ? ` Versions: ${Object.entries(d.versions)
+            .map(([k, v]) => `${k} ${v.match(/\d+(\.\d+)+/)?.[0] ?? v}`)
+            .join(', ')}.`
+        : ''
+    }`,
     '',
   ];
 }
@@ -116,6 +238,7 @@ function methodSection(r) {
   const s = r.sdk?.plan;
   const e = r.edge?.plan;
   const lines = ['## Method', ''];
+  if (!s && !e) return [];
   if (s) {
     lines.push(
       `- **SDK.** A Node HTTP server (bench/sdk-server.mjs) answers \`200 ok\` on 127.0.0.1 in its own process. Each client (global \`fetch\`, \`undici.request\` from npm undici, \`http.request\` with a keep-alive \`http.Agent\`) runs in a fresh child process per run (bench/sdk-client.mjs): it is the load generator, and \`install()\` patches never leak from one variant to another. **Guarded** = \`install()\` with a policy allowing \`localhost\` on the server's port (\`privateAddresses: allow\`), events to a \`pino.destination\` file (asynchronous), counted afterwards: every request must have one decision and one completion event. **Unguarded** = the same client, no install. **request-filtering-agent** = its \`RequestFilteringHttpAgent\` (\`allowPrivateIPAddress: true\`) with \`http.request\`. Also shown: the explicit, uninstalled guard (\`guard.dispatcher()\`, \`guard.httpAgent()\`).`,
@@ -336,15 +459,24 @@ function edgeSection(e) {
     '### Connections per second',
     '',
     mdTable(
-      ['candidate', 'connections/s', 'vs direct', 'vs nginx', 'proxy CPU µs per connection'],
+      [
+        'candidate',
+        'connections/s',
+        'vs direct',
+        'vs nginx',
+        'proxy CPU µs per connection',
+        "CPU vs nginx's",
+      ],
       e.candidates.map((c) => {
         const cps = e.metrics.cps[c.id];
+        const nginxCpu = e.metrics.cps.nginx?.cpuUsPerConnection;
         return [
           label(c.id),
           int(cps.cps) + (cps.errors ? ` (${cps.errors} errors)` : ''),
           f2(cps.vsDirect),
           f2(cps.vsNginx),
           c.id === 'direct' ? '-' : int(cps.cpuUsPerConnection),
+          c.id === 'direct' || !nginxCpu ? '-' : `${f2(cps.cpuUsPerConnection / nginxCpu)}x`,
         ];
       }),
     ),

@@ -5,6 +5,7 @@ import { parseCommandArgs } from '../args.js';
 import {
   buildExportPlan,
   ExportError,
+  formatExportProblems,
   parseAllowWeaker,
   RENDER_DEFAULTS,
   WEAKER_DIMENSION_NAMES,
@@ -124,7 +125,7 @@ export async function exportCommand(args: string[], io: CliIo): Promise<number> 
     io.err(
       `egress-guard export: refused: the ${target.name} configuration would be wider than the policy, or weaker without --allow-weaker`,
     );
-    for (const line of error.message.split('\n')) io.err(`  ${line}`);
+    for (const line of formatExportProblems(error.problems)) io.err(`  ${line}`);
     return EXIT.no;
   }
   if (values.out === undefined) {

@@ -88,9 +88,12 @@ describe('egress-guard export', () => {
     expect(r.err[0]).toBe(
       'egress-guard export: refused: the haproxy configuration would be wider than the policy, or weaker without --allow-weaker',
     );
-    expect(r.err.slice(1).join('\n')).toMatch(
-      /rule "api": the TLS floor \(tls.minVersion\): not enforced by haproxy .*choices: accept it: --allow-weaker private-addresses,tls-floor/,
-    );
+    // One line per rule and dimension, then the choices they share, once.
+    expect(r.err.slice(1)).toEqual([
+      '  rule "api": the TLS floor (tls.minVersion): not enforced by haproxy (TLS floor TLSv1.2)',
+      '  rule "api": special-purpose addresses (privateAddresses: deny) for names that resolve to them: not enforced by haproxy (names resolving to special-purpose addresses are not refused)',
+      '  choices: accept it: --allow-weaker private-addresses,tls-floor; enforce it elsewhere (the SDK or egress-guard edge), or use a target that enforces it (docs/export.md)',
+    ]);
     expect(() => readFileSync(out)).toThrow();
   });
 

@@ -19,6 +19,22 @@ export class ExportError extends Error {
 
 /** One line: `rule "x": reason (choices: a; b)`. */
 export function formatExportProblem(p: ExportProblem): string {
-  const who = p.rule === undefined ? 'policy' : `rule "${p.rule}"`;
-  return `${who}: ${p.reason} (choices: ${p.choices.join('; ')})`;
+  return `${whoOf(p)}: ${p.reason} (choices: ${p.choices.join('; ')})`;
+}
+
+/**
+ * The problems as lines for a terminal. When they all share the same choices (the usual refusal: several
+ * dimensions not accepted, one `--allow-weaker` for all), each line says who and why, and the choices
+ * come once at the end instead of on every line.
+ */
+export function formatExportProblems(problems: readonly ExportProblem[]): string[] {
+  const choices = problems[0]?.choices.join('; ');
+  if (problems.length < 2 || problems.some((p) => p.choices.join('; ') !== choices)) {
+    return problems.map(formatExportProblem);
+  }
+  return [...problems.map((p) => `${whoOf(p)}: ${p.reason}`), `choices: ${choices}`];
+}
+
+function whoOf(p: ExportProblem): string {
+  return p.rule === undefined ? 'policy' : `rule "${p.rule}"`;
 }

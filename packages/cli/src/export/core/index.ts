@@ -8,7 +8,12 @@ export {
   WEAKER_DIMENSIONS,
   type WeakerDimension,
 } from './dimensions.js';
-export { ExportError, type ExportProblem, formatExportProblem } from './export-error.js';
+export {
+  ExportError,
+  type ExportProblem,
+  formatExportProblem,
+  formatExportProblems,
+} from './export-error.js';
 export { headerComment } from './header.js';
 export {
   describeHostMatch,
@@ -48,6 +53,7 @@ export {
   type ExportTarget,
   type HostMatching,
   listenOn,
+  NAME_DIALLING_PROXY,
   RENDER_DEFAULTS,
   type RenderOptions,
   type TargetSemantics,

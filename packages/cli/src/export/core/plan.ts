@@ -277,7 +277,7 @@ export function buildExportPlan(policy: Policy, target: ExportTarget, options: P
         reason: `${WEAKER_DIMENSIONS[w.dimension]}: not enforced by ${target.name} (${w.detail})`,
         choices: [
           `accept it: --allow-weaker ${dims.join(',')}`,
-          `enforce it elsewhere (the SDK or egress-guard edge), or use a target that enforces ${w.dimension}`,
+          'enforce it elsewhere (the SDK or egress-guard edge), or use a target that enforces it (docs/export.md)',
         ],
       })),
     );

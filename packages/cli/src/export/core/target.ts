@@ -53,6 +53,21 @@ export interface TargetSemantics {
   auditMode: boolean;
 }
 
+/**
+ * A proxy that reads the SNI and Host, decides on the core's ordered regexes (every construct exact, deny
+ * first) and dials the allowed name itself; enforcing nothing else. Targets spread it and state only how
+ * they differ (`{ ...NAME_DIALLING_PROXY, enforces: ['tls-floor'] }`), so the differences stand out.
+ */
+export const NAME_DIALLING_PROXY: TargetSemantics = {
+  hostMatching: 'ordered-regex',
+  constructs: { oneLabel: true, labelGlob: true, multiLabel: true },
+  denyPrecedence: true,
+  transports: ['tls', 'http'],
+  enforces: [],
+  auditMode: false,
+  destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
+};
+
 /** What a target's render receives besides the plan. */
 export interface RenderOptions {
   /** The policy file as named on the command line, for the header comment (basename only). */

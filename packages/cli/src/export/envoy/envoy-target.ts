@@ -6,6 +6,7 @@ import {
   headerComment,
   type Listener,
   type MatchEntry,
+  NAME_DIALLING_PROXY,
   type RenderOptions,
   withHostPortRegex,
 } from '../core/index.js';
@@ -32,15 +33,8 @@ const TYPE = 'type.googleapis.com/envoy.extensions';
 export const envoyTarget: ExportTarget = {
   name: 'envoy',
   summary: 'Envoy bootstrap: tls_inspector + RBAC on the SNI, RBAC on :authority, dynamic forward proxy',
-  semantics: {
-    hostMatching: 'ordered-regex',
-    constructs: { oneLabel: true, labelGlob: true, multiLabel: true },
-    denyPrecedence: true,
-    transports: ['tls', 'http'],
-    enforces: ['report-mode'],
-    destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
-    auditMode: true,
-  },
+  // RBAC shadow rules: Envoy's audit mode.
+  semantics: { ...NAME_DIALLING_PROXY, enforces: ['report-mode'], auditMode: true },
   render: renderEnvoy,
 };
 

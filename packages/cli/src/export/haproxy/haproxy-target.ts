@@ -6,6 +6,7 @@ import {
   type Listener,
   listenOn,
   type MatchEntry,
+  NAME_DIALLING_PROXY,
   RENDER_DEFAULTS,
   type RenderOptions,
 } from '../core/index.js';
@@ -23,15 +24,7 @@ import {
 export const haproxyTarget: ExportTarget = {
   name: 'haproxy',
   summary: 'haproxy.cfg: req.ssl_sni / Host matched by anchored -m reg -i, in policy order',
-  semantics: {
-    hostMatching: 'ordered-regex',
-    constructs: { oneLabel: true, labelGlob: true, multiLabel: true },
-    denyPrecedence: true,
-    transports: ['tls', 'http'],
-    enforces: [],
-    destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
-    auditMode: false,
-  },
+  semantics: NAME_DIALLING_PROXY,
   render: renderHaproxy,
 };
 

@@ -6,6 +6,7 @@ import {
   type Listener,
   listenOn,
   type MatchEntry,
+  NAME_DIALLING_PROXY,
   RENDER_DEFAULTS,
   type RenderOptions,
 } from '../core/index.js';
@@ -23,15 +24,8 @@ import {
 export const nginxTarget: ExportTarget = {
   name: 'nginx',
   summary: 'nginx.conf: stream ssl_preread + map on the SNI; http map on Host for plain HTTP',
-  semantics: {
-    hostMatching: 'ordered-regex',
-    constructs: { oneLabel: true, labelGlob: true, multiLabel: true },
-    denyPrecedence: true,
-    transports: ['tls', 'http'],
-    enforces: ['tls-floor'],
-    destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
-    auditMode: false,
-  },
+  // The one proxy here that reads the versions a ClientHello offers ($ssl_preread_protocol).
+  semantics: { ...NAME_DIALLING_PROXY, enforces: ['tls-floor'] },
   render: renderNginx,
 };
 

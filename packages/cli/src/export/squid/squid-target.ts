@@ -6,6 +6,7 @@ import {
   type Listener,
   listenOn,
   type MatchEntry,
+  NAME_DIALLING_PROXY,
   RENDER_DEFAULTS,
   type RenderOptions,
 } from '../core/index.js';
@@ -24,15 +25,7 @@ import {
 export const squidTarget: ExportTarget = {
   name: 'squid',
   summary: 'squid.conf: CONNECT peek/splice on ssl::server_name --client-requested (never bump), http_access',
-  semantics: {
-    hostMatching: 'ordered-regex',
-    constructs: { oneLabel: true, labelGlob: true, multiLabel: true },
-    denyPrecedence: true,
-    transports: ['tls', 'http'],
-    enforces: [],
-    destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
-    auditMode: false,
-  },
+  semantics: NAME_DIALLING_PROXY,
   render: renderSquid,
 };
 
