@@ -291,7 +291,7 @@ export function printDns(d, log = console.log) {
       .join(', ');
   for (const c of d.figures)
     log(
-      `  ${c.id}: allowed answered ${codes(c.rcodes)}${c.refusedRcodes ? `; refused answered ${codes(c.refusedRcodes)}` : ''}`,
+      `  ${c.id}: allowed answered ${codes(c.rcodes)}${c.refusedRcodes ? `; refused answered ${codes(c.refusedRcodes)}, ${c.refusedAtUpstream} reached the upstream` : ''}${Number.isFinite(c.cpuUsPerQuestion) ? `; CPU ${f(c.cpuUsPerQuestion, 0)} µs per allowed question, ${f(c.refusedCpuUsPerQuestion, 0)} per refused` : ''}`,
     );
   log(`  edge events: ${d.edgeEvents} egress.dns events written`);
   for (const [k, v] of Object.entries(d.versions ?? {})) log(`  ${k}: ${v}`);

@@ -2,7 +2,7 @@
 // the method, every target met or missed and by how much, the tables, the CPU profiles where a target is
 // missed, and the analysis of those profiles (bench/findings.md, kept by hand beside the harness).
 import { fmt, mdTable } from './stats.mjs';
-import { EDGE_GOALS, evaluateTargets, targetStatus } from './targets.mjs';
+import { cpuPerConnectionVsNginx, EDGE_GOALS, evaluateTargets, targetStatus } from './targets.mjs';
 
 const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
@@ -469,19 +469,18 @@ function edgeSection(e) {
       ],
       e.candidates.map((c) => {
         const cps = e.metrics.cps[c.id];
-        const nginxCpu = e.metrics.cps.nginx?.cpuUsPerConnection;
         return [
           label(c.id),
           int(cps.cps) + (cps.errors ? ` (${cps.errors} errors)` : ''),
           f2(cps.vsDirect),
           f2(cps.vsNginx),
           c.id === 'direct' ? '-' : int(cps.cpuUsPerConnection),
-          c.id === 'direct' || !nginxCpu ? '-' : `${f2(cps.cpuUsPerConnection / nginxCpu)}x`,
+          c.id === 'direct' || !e.metrics.cps.nginx ? '-' : `${f2(cpuPerConnectionVsNginx(e, c.id))}x`,
         ];
       }),
     ),
     '',
-    "Bulk and connections per second load every process at once (load generator, upstream, proxy) on a 2-core machine: the proxy competes for the cores with both ends, so a proxy that costs more CPU per byte or per connection also slows the endpoints down. Proxy CPU is user + system time of the proxy's processes (from /proc) over the run, divided by what it relayed: the figure least disturbed by the other processes.",
+    `Bulk and connections per second load every process at once (load generator, upstream, proxy) on a 2-core machine: the proxy competes for the cores with both ends, so a proxy that costs more CPU per byte or per connection also slows the endpoints down. Proxy CPU is user + system time of the proxy's processes (from /proc) over the run, divided by what it relayed: the figure least disturbed by the other processes. "CPU vs nginx's" is the median of the per-round ratios (target: ≤ ${EDGE_GOALS.cpuVsNginx}x, issue 10).`,
     '',
   );
   const mem = e.memorySummary ?? {};

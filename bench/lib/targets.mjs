@@ -4,6 +4,8 @@
 // figures measured in that run: when a part or a peer was not run, the row says so (`met: undefined`),
 // never a zero.
 
+import { pairedRatio } from './stats.mjs';
+
 /** Targets for the edge (design doc and issue 10), each against nginx measured in the same run. */
 export const EDGE_GOALS = {
   cpuVsNginx: 2, // proxy CPU per connection <= 2x nginx's
@@ -14,6 +16,17 @@ export const EDGE_GOALS = {
 };
 
 const EDGE_IDS = ['edge-sni', 'edge-connect'];
+
+/**
+ * A proxy's CPU per connection over nginx's (connections per second load): the median of per-round ratios
+ * when the report keeps the rounds (edge.mjs's metrics.raw), else the ratio of the medians.
+ */
+export function cpuPerConnectionVsNginx(e, id) {
+  const raw = e.metrics.raw?.cps;
+  const perConnection = (rounds) => rounds.map((x) => (x.proxyCpuS * 1e6) / x.connections);
+  if (raw?.[id] && raw.nginx) return pairedRatio(perConnection(raw[id]), perConnection(raw.nginx));
+  return e.metrics.cps[id].cpuUsPerConnection / e.metrics.cps.nginx?.cpuUsPerConnection;
+}
 const pct = (x) => `${(x * 100).toFixed(0)}%`;
 const us = (x) => `${Math.round(x).toLocaleString('en-US')} µs`;
 
@@ -79,7 +92,7 @@ function edgeTargets(e) {
     else {
       const mine = m.cps[id].cpuUsPerConnection;
       const nginx = m.cps.nginx.cpuUsPerConnection;
-      const x = mine / nginx;
+      const x = cpuPerConnectionVsNginx(e, id);
       out.push({
         what: cpuWhat,
         value: `${x.toFixed(2)}x (${us(mine)} vs ${us(nginx)})`,

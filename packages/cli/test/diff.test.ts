@@ -21,9 +21,9 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('egress-guard diff', () => {
-  it('shows, per service, what enforcing the policy would deny: counts and top destinations per reason; exit 2', async () => {
+  it('shows, per service, what enforcing the policy would deny: counts and top destinations per reason; exit 1', async () => {
     const r = await run('diff', logs.policyFile, logs.sdk, logs.edge, '--top', '2');
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.out).toMatch(
       /^.*policy\.yaml \(sha256:[0-9a-f]{12}\), enforced over [\d,]+ logged decisions: [\d,]+ would be denied$/m,
     );
@@ -111,7 +111,7 @@ allow:
       })}\n`,
     );
     const r = await run('diff', logs.policyFile, log);
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.out).toMatch(
       /^service billing \[not in the policy: its top-level rules decide\]: 1 decision, 1 would be denied$/m,
     );
@@ -139,7 +139,7 @@ allow:
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'version: 2\n');
     const r = await run('diff', bad, logs.sdk);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2); // an invalid policy: diff cannot answer
     expect(r.err).toMatch(/bad\.yaml:1:\d+ .*version must be 1/);
     expect((await run('diff', logs.policyFile, logs.sdk, '--top', '0')).code).toBe(2);
   });

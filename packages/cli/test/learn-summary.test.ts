@@ -137,7 +137,7 @@ describe('summary events in learn, diff and report', () => {
       'version: 1\nallow:\n  - name: github\n    hosts: [api.github.com]\n  - name: db\n    addresses: [10.0.0.7/32]\n    schemes: [tcp]\n    ports: [5432]\n',
     );
     const r = await run('diff', policy, log, '--json');
-    expect(r.code, r.out).toBe(2);
+    expect(r.code, r.out).toBe(1);
     const [payments] = JSON.parse(r.out) as {
       service: string;
       decisions: number;

@@ -43,7 +43,7 @@ describe('egress-guard learn', () => {
 
   it('allows what was seen: enforcing it over the same logs denies only what an explicit deny refused', async () => {
     const r = await run('diff', learned, logs.sdk, logs.edge, '--json');
-    expect(r.code, r.out).toBe(2);
+    expect(r.code, r.out).toBe(1);
     const services = JSON.parse(r.out) as {
       service: string;
       wouldDeny: number;

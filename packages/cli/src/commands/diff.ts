@@ -12,7 +12,8 @@ export const USAGE = 'usage: egress-guard diff <policy.yaml> <logs...> [--top N]
 /**
  * `egress-guard diff`: re-decides every destination in the audit logs with the given policy, as if it
  * were enforced, and prints per service what it would have denied: counts and the top destinations per
- * reason. Exit 0 when nothing would be denied, 2 when something would, 1 on bad input.
+ * reason. Exit 0 when nothing would be denied, 1 when something would (as diff(1) exits 1 on a
+ * difference), 2 when it cannot answer (an invalid policy, logs without decision events).
  */
 export async function diff(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(args);
@@ -27,18 +28,18 @@ export async function diff(args: string[], io: CliIo): Promise<number> {
   } catch (error) {
     if (!(error instanceof EgressPolicyError)) throw error;
     for (const p of error.problems) io.err(formatProblem(p));
-    return 1;
+    return 2;
   }
   const read = await readDecisions(logs);
   if (read.decisions.length === 0) {
     io.err(`egress-guard diff: no decision events in ${plural(logs.length, 'file')}`);
-    return 1;
+    return 2;
   }
   const services = diffAgainst(policy, read.decisions);
   const wouldDeny = services.reduce((n, s) => n + s.wouldDeny, 0);
   if (values.json) io.out(JSON.stringify(toJson(services, top), null, 2));
   else print(io, file, policy.hash, services, top, read.decisions.length, wouldDeny);
-  return wouldDeny > 0 ? 2 : 0;
+  return wouldDeny > 0 ? 1 : 0;
 }
 
 function parse(args: string[]) {

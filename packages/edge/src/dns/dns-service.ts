@@ -2,6 +2,7 @@
  * The DNS guard of one edge: its listeners, bindings, limits and metrics, started and stopped with the
  * edge server. The edge server owns the policy and the event emitter; this only asks for them.
  */
+import { networkInterfaces } from 'node:os';
 import type { EventEmitter, Policy } from '@egress-guard/policy';
 import type { Registry } from 'prom-client';
 import type { EdgeDns } from '../config.js';
@@ -65,7 +66,9 @@ export class DnsService {
   /** Binds every configured listener (UDP and TCP each); throws on the first that cannot bind. */
   async start(): Promise<void> {
     for (const { host, port } of this.settings.listen) {
-      const loop = this.servers.find((s) => s.port === port && (s.host === host || isWildcard(host)));
+      const loop = this.servers.find(
+        (s) => s.port === port && (s.host === host || (isWildcard(host) && isLocalAddress(s.host))),
+      );
       if (loop) {
         // Forwarding to itself would send every allowed question round until the time limit.
         throw new Error(
@@ -87,4 +90,15 @@ export class DnsService {
 
 function isWildcard(host: string): boolean {
   return host === '0.0.0.0' || host === '::';
+}
+
+/**
+ * Whether a wildcard listener would receive what is sent to this address: loopback, or an address of one
+ * of this machine's interfaces (a resolver elsewhere on port 53 is not the guard itself).
+ */
+function isLocalAddress(host: string): boolean {
+  if (host === '::1' || host.startsWith('127.') || isWildcard(host)) return true;
+  return Object.values(networkInterfaces()).some((addresses) =>
+    (addresses ?? []).some((a) => a.address === host),
+  );
 }

@@ -59,4 +59,30 @@ describe('the DNS guard at start', () => {
       }),
     ).rejects.toThrow(/would forward to itself/);
   });
+
+  it('refuses a wildcard listener whose resolver is a local address on the same port', async () => {
+    const { startEdge } = await import('../../src/index.js');
+    await expect(
+      startEdge({
+        policy,
+        listeners: [{ kind: 'explicit', port: 0 }],
+        dns: { listen: ['0.0.0.0:5398'], servers: ['127.0.0.1:5398'] },
+        watch: false,
+        defaultMetrics: false,
+      }),
+    ).rejects.toThrow(/would forward to itself/);
+  });
+
+  it('starts a wildcard listener whose resolver is another machine on the same port', async () => {
+    const { startEdge } = await import('../../src/index.js');
+    // 192.0.2.1 (TEST-NET-1) is never an address of this machine; nothing is sent to it here.
+    const edge = await startEdge({
+      policy,
+      listeners: [{ kind: 'explicit', port: 0 }],
+      dns: { listen: ['0.0.0.0:5397'], servers: ['192.0.2.1:5397'] },
+      watch: false,
+      defaultMetrics: false,
+    });
+    await edge.close();
+  });
 });
