@@ -26,7 +26,7 @@ import { runWorkersBench } from './edge-workers.mjs';
 import { machine, machineLine } from './lib/machine.mjs';
 import { installPeers, peerVersions } from './lib/peers.mjs';
 import { PART_KEYS, renderMarkdown } from './lib/report.mjs';
-import { evaluateTargets, targetStatus } from './lib/targets.mjs';
+import { evaluateTargets } from './lib/targets.mjs';
 import { runSdkBench } from './sdk.mjs';
 
 const argv = process.argv.slice(2);
@@ -165,7 +165,7 @@ if (quick) {
   console.log('\n## targets');
   for (const t of evaluateTargets(report))
     console.log(
-      `  ${targetStatus(t, { markdown: false }).padEnd(12)}  ${t.what}: ${t.value} (target ${t.target}, ${t.source})`,
+      `  ${t.met === undefined ? 'n/a   ' : t.met ? 'met   ' : 'MISSED'}  ${t.what}: ${t.value} (target ${t.target}, ${t.source})${t.miss ? `, ${t.miss}` : ''}`,
     );
 }
 

@@ -108,7 +108,7 @@ function workersSection(w) {
         w.cps[n].map(int).join(', '),
         int(w.median[n]),
         int(w.cpu[n]),
-        `${w.logging[n]?.decisions ?? 'n/a'} / ${w.logging[n]?.completions ?? 'n/a'}`,
+        `${int(w.logging[n]?.decisions)} / ${int(w.logging[n]?.completions)}`,
       ]),
     ),
     '',
@@ -156,7 +156,7 @@ function resolverSection(x) {
         ]),
     ),
     '',
-    `${x.cacheSavesUs >= 0 ? `The cache saves **${int(x.cacheSavesUs)} µs** of edge CPU per connection` : `The cache saved no edge CPU in this run (**${int(-x.cacheSavesUs)} µs more** per connection with it: noise larger than the difference)`} (cached / per-flow x${f2(x.cachedVsUncachedCpu)}); the cached resolver costs ${signedUs(x.cachedOverStaticUs)} per connection against no DNS at all. The resolution alone, in a process of its own (bench/edge-resolver-child.mjs, ${int(p.alone.count)} resolutions ${p.alone.concurrency} at a time, same DNS server): ${f2(x.alone.cachedUs)} µs of CPU per resolution cached, ${f2(x.alone.perFlowUs)} µs with a query per flow (x${f2(x.alone.ratio)}). No target of its own: caching answers for their TTL is one of the means issue 10 names for the CPU per connection target above.`,
+    `${x.cacheSavesUs >= 0 ? `The cache saves **${int(x.cacheSavesUs)} µs** of edge CPU per connection` : `The cache saved no edge CPU in this run (**${int(-x.cacheSavesUs)} µs more** per connection with it: noise larger than the difference)`} (cached / per-flow x${f2(x.cachedVsUncachedCpu)}); the cached resolver against no DNS at all: ${signedUs(x.cachedOverStaticUs)} per connection${x.cachedOverStaticUs < 0 ? ' (below zero: the noise of this machine is larger than its cost)' : ''}. The resolution alone, in a process of its own (bench/edge-resolver-child.mjs, ${int(p.alone.count)} resolutions ${p.alone.concurrency} at a time, same DNS server): ${f2(x.alone.cachedUs)} µs of CPU per resolution cached, ${f2(x.alone.perFlowUs)} µs with a query per flow (x${f2(x.alone.ratio)}). No target of its own: caching answers for their TTL is one of the means issue 10 names for the CPU per connection target above.`,
     '',
   ];
 }

@@ -222,9 +222,9 @@ function dnsTargets(d) {
   return out;
 }
 
-/** The last column of the Targets table (and the console summary): met, missed by how much, or not measured. */
-export function targetStatus(t, { markdown = true } = {}) {
+/** The last column of the Targets table: met, missed by how much, or not measured. */
+export function targetStatus(t) {
   if (t.met === undefined) return 'not measured';
   if (t.met) return 'met';
-  return `${markdown ? '**missed**' : 'MISSED'}${t.miss ? `: ${t.miss}` : ''}`;
+  return `**missed**${t.miss ? `: ${t.miss}` : ''}`;
 }

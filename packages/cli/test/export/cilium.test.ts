@@ -16,7 +16,7 @@ import {
 import { serverNamesNear } from './server-name-property.js';
 
 const POLICY = goldenPolicy('cilium', 'kubernetes-services.policy.yaml');
-const WEAKER = ['tls-floor', 'private-addresses', 'services', 'server-name'];
+const WEAKER = ['tls-floor', 'private-addresses', 'services', 'server-name', 'name-validity'];
 
 function manifests(text: string) {
   return parseAllDocuments(text).map((d) => d.toJS());
@@ -92,7 +92,7 @@ describe('export --to cilium', () => {
     expect(err.join('\n')).toMatch(/rule "stripe": the TLS floor/);
   });
 
-  it('allows, on port 443, only names egress-guard check allows (or names it refuses as invalid, documented)', async () => {
+  it('allows, on port 443, only names egress-guard check allows (or names it refuses as invalid: name-validity)', async () => {
     const parsed = ciliumPolicySchema.parse(
       manifests(await exportFile(ciliumTarget, POLICY, { allowWeaker: WEAKER }))[0],
     );
@@ -224,6 +224,17 @@ allow:
       }),
     );
     expect(report.message).toContain('report-mode');
+  });
+
+  it("name-validity: needed for every rule with a wildcard (Cilium's * takes any DNS characters), not for exact names", () => {
+    const lax = ['tls-floor', 'private-addresses', 'server-name'];
+    const exact = 'version: 1\nallow: [{ name: a, hosts: [a.example.com] }]\n';
+    expect(exportText(ciliumTarget, exact, { allowWeaker: lax })).not.toContain('name-validity');
+    const wildcard =
+      'version: 1\nallow: [{ name: a, hosts: [a.example.com] }, { name: w, hosts: ["*.example.org", "api-*.example.io"] }]\n';
+    expect(() => exportText(ciliumTarget, wildcard, { allowWeaker: lax })).toThrow(
+      /^rule "w": valid names under wildcards .*not enforced by cilium \(\*\.example\.org, api-\*\.example\.io on TLS 443 also matches names the policy denies as invalid\).*--allow-weaker name-validity;[^\n]*$/,
+    );
   });
 
   it('the CRD schema used here refuses what Cilium refuses (unknown keys, FQDN deny)', () => {

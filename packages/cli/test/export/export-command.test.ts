@@ -31,7 +31,7 @@ describe('egress-guard export', () => {
     expect(r.out).toMatch(/^usage: egress-guard export <policy.yaml> --to <target>/);
     for (const t of Object.keys(EXPORT_TARGETS)) expect(r.out).toMatch(new RegExp(`^  ${t} `, 'm'));
     expect(r.out).toMatch(
-      /--allow-weaker DIMS .*methods, paths, tls-floor.*destination-binding, server-name/,
+      /--allow-weaker DIMS .*methods, paths, tls-floor.*destination-binding, server-name, name-validity/,
     );
     for (const flag of [
       '--to',

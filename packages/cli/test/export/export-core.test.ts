@@ -4,12 +4,14 @@ import { describe, expect, it } from 'vitest';
 import {
   buildExportPlan,
   ExportError,
+  type ExportProblem,
   type ExportTarget,
   type Listener,
   parseAllowWeaker,
   type TargetSemantics,
 } from '../../src/export/core/index.js';
 import { nginxTarget } from '../../src/export/nginx/nginx-target.js';
+import { EXPORT_TARGETS } from '../../src/export/targets.js';
 
 /*
  * The core's analysis, target-independent: the ordered match list of a listener is run here with
@@ -18,6 +20,37 @@ import { nginxTarget } from '../../src/export/nginx/nginx-target.js';
  */
 
 const WEAKER = parseAllowWeaker(['tls-floor,private-addresses']);
+
+/** A `patterns` target with every construct, no deny precedence, dialling names; `semantics` overrides. */
+function patternsTarget(semantics: Partial<TargetSemantics>): ExportTarget {
+  return {
+    name: 'test-engine',
+    summary: 'test target',
+    semantics: {
+      hostMatching: 'patterns',
+      constructs: { oneLabel: true, labelGlob: true, multiLabel: true },
+      denyPrecedence: false,
+      transports: ['tls', 'http'],
+      enforces: [],
+      auditMode: false,
+      destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
+      wildcardsRefuseInvalidNames: true,
+      ...semantics,
+    },
+    render: () => '',
+  };
+}
+
+/** The problems of the ExportError `build` throws (fails the test if it throws nothing else). */
+function problemsOf(build: () => unknown): ExportProblem[] {
+  try {
+    build();
+  } catch (error) {
+    if (error instanceof ExportError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected an ExportError');
+}
 
 /** First match wins, no match denies: what nginx's map, HAProxy's ACL list and Squid's http_access do. */
 function firstMatchAllows(listener: Listener, name: string): boolean {
@@ -167,6 +200,7 @@ describe('targets without deny precedence or some wildcards narrow, with a warni
       enforces: [],
       auditMode: false,
       destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
+      wildcardsRefuseInvalidNames: true,
     },
     render: () => '',
   };
@@ -253,21 +287,7 @@ deny:
   - name: carve
     hosts: [secret.example.net]
 `;
-  /** A `patterns` target with every construct and no deny precedence, whose destination is given. */
-  const targetGoingTo = (destination: TargetSemantics['destination']): ExportTarget => ({
-    name: 'test-engine',
-    summary: 'test target',
-    semantics: {
-      hostMatching: 'patterns',
-      constructs: { oneLabel: true, labelGlob: true, multiLabel: true },
-      denyPrecedence: false,
-      transports: ['tls', 'http'],
-      enforces: [],
-      auditMode: false,
-      destination,
-    },
-    render: () => '',
-  });
+  const targetGoingTo = (destination: TargetSemantics['destination']) => patternsTarget({ destination });
   const findings = (destination: TargetSemantics['destination'], extra: string[] = []) =>
     buildExportPlan(parsePolicy(POLICY_WITH_WILDCARDS), targetGoingTo(destination), {
       allowWeaker: parseAllowWeaker(['tls-floor,private-addresses', ...extra]),
@@ -336,4 +356,125 @@ deny:
       expect(problems[0]!.choices[0]).toBe('accept it: --allow-weaker destination-binding');
     }
   });
+});
+
+describe('name-validity: wildcards that also match names the policy denies as invalid', () => {
+  const POLICY_WITH_WILDCARDS = `
+version: 1
+allow:
+  - name: exact-only
+    hosts: [api.example.com]
+  - name: wildcards
+    hosts: ["**.example.org", "*.example.com", example.org]
+    schemes: [https, http]
+  - name: glob-on-8443
+    hosts: ["api-*.example.io"]
+    ports: [8443]
+  - name: dropped-everywhere
+    hosts: ["*.example.net"]
+deny:
+  - name: carve
+    hosts: [secret.example.net]
+`;
+  const targetWhoseWildcards = (refuseInvalid: boolean) =>
+    patternsTarget({ wildcardsRefuseInvalidNames: refuseInvalid });
+  const plan = (refuseInvalid: boolean, accept: string[]) =>
+    buildExportPlan(parsePolicy(POLICY_WITH_WILDCARDS), targetWhoseWildcards(refuseInvalid), {
+      allowWeaker: parseAllowWeaker(['tls-floor,private-addresses', ...accept]),
+    });
+
+  it('an engine whose wildcards refuse invalid names raises nothing', () => {
+    expect(plan(true, []).weaker.filter((w) => w.dimension === 'name-validity')).toEqual([]);
+  });
+
+  it('otherwise: per allow rule with an exported wildcard, naming its wildcard patterns and ports', () => {
+    expect(plan(false, ['name-validity']).weaker.filter((w) => w.dimension === 'name-validity')).toEqual([
+      {
+        rule: 'wildcards',
+        dimension: 'name-validity',
+        detail:
+          '**.example.org, *.example.com on TLS 443, HTTP 80 also matches names the policy denies as invalid',
+      },
+      {
+        rule: 'glob-on-8443',
+        dimension: 'name-validity',
+        detail: 'api-*.example.io on TLS 8443 also matches names the policy denies as invalid',
+      },
+      // "exact-only" has no wildcard; "dropped-everywhere" exports none (the deny carves into it).
+    ]);
+  });
+
+  it('a pattern the core drops for lack of an exact form raises nothing', () => {
+    const noMultiLabel = patternsTarget({
+      wildcardsRefuseInvalidNames: false,
+      constructs: { oneLabel: false, labelGlob: false, multiLabel: true },
+    });
+    const weaker = buildExportPlan(parsePolicy(POLICY_WITH_WILDCARDS), noMultiLabel, {
+      allowWeaker: parseAllowWeaker(['tls-floor,private-addresses,name-validity']),
+    }).weaker.filter((w) => w.dimension === 'name-validity');
+    expect(weaker.map((w) => `${w.rule}: ${w.detail}`)).toEqual([
+      'wildcards: **.example.org on TLS 443, HTTP 80 also matches names the policy denies as invalid',
+    ]);
+  });
+
+  it('refused without --allow-weaker name-validity, naming each rule', () => {
+    const problems = problemsOf(() => plan(false, []));
+    expect(problems.map((p) => p.rule)).toEqual(['wildcards', 'glob-on-8443']);
+    expect(problems[0]!.reason).toMatch(/^valid names under wildcards .*: not enforced by test-engine/);
+    expect(problems[0]!.choices[0]).toBe('accept it: --allow-weaker name-validity');
+  });
+});
+
+describe('name-validity on each target', () => {
+  const POLICY_WITH_WILDCARDS = `
+version: 1
+allow:
+  - name: exact-only
+    hosts: [api.example.com]
+  - name: wildcards
+    hosts: ["**.example.org", "*.example.com"]
+`;
+  const EVERY_DIMENSION = parseAllowWeaker([
+    'methods,paths,tls-floor,report-mode,services,addresses,private-addresses',
+    'destination-binding,server-name,name-validity',
+  ]);
+  /** Whether the target's wildcards pass names the decider denies as invalid (read from each engine's docs). */
+  const MATCHES_INVALID_NAMES: Readonly<Record<string, boolean>> = {
+    nginx: false,
+    haproxy: false,
+    squid: false,
+    envoy: false,
+    'aws-network-firewall': false,
+    cilium: true,
+    istio: true,
+  };
+  const INVALID_NAMES = [
+    '-a.example.org',
+    'a-.example.com',
+    'xn--zz.example.org',
+    `${'a'.repeat(64)}.example.com`,
+    `${'a.'.repeat(124)}example.org`,
+  ];
+
+  it('lists every target', () => {
+    expect(Object.keys(MATCHES_INVALID_NAMES).sort()).toEqual(Object.keys(EXPORT_TARGETS).sort());
+  });
+
+  for (const [name, target] of Object.entries(EXPORT_TARGETS)) {
+    it(`${name}: ${MATCHES_INVALID_NAMES[name] ? 'raised for the rule with wildcards only' : 'raises nothing'}`, () => {
+      const plan = buildExportPlan(parsePolicy(POLICY_WITH_WILDCARDS), target, {
+        allowWeaker: EVERY_DIMENSION,
+      });
+      const rules = plan.weaker.filter((w) => w.dimension === 'name-validity').map((w) => w.rule);
+      expect(rules).toEqual(MATCHES_INVALID_NAMES[name] ? ['wildcards'] : []);
+      if (target.semantics.hostMatching === 'ordered-regex') {
+        // The declaration holds because the core's guards refuse invalid names before the wildcard allows.
+        for (const listener of plan.listeners) {
+          for (const invalid of INVALID_NAMES)
+            expect(firstMatchAllows(listener, invalid), invalid).toBe(false);
+          expect(firstMatchAllows(listener, 'a.b.example.org')).toBe(true);
+        }
+      }
+    });
+  }
 });

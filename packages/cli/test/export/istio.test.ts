@@ -18,7 +18,7 @@ import {
 import { serverNamesNear } from './server-name-property.js';
 
 const POLICY = goldenPolicy('istio', 'registry-and-egress-gateway.policy.yaml');
-const WEAKER = ['tls-floor', 'private-addresses', 'destination-binding'];
+const WEAKER = ['tls-floor', 'private-addresses', 'destination-binding', 'name-validity'];
 
 type Json = Record<string, any>;
 
@@ -93,7 +93,7 @@ describe('export --to istio', () => {
         (name) => {
           if (!tlsHosts.some((h) => istioMatches(h, name))) return;
           const decision = decideConnection(policy, { transport: 'tls', host: name, port: 443 });
-          // Istio's wildcard does not check label syntax: names our decider refuses as invalid (documented).
+          // Istio's wildcard does not check label syntax: names our decider refuses as invalid (name-validity).
           if (!decision.allowed) expect(parseHost(name).kind, name).toBe('invalid');
         },
       ),
@@ -136,13 +136,24 @@ describe('export --to istio', () => {
   });
 
   it('destination-binding: needed for wildcard hosts (resolution NONE), not for exact names (egress gateway)', () => {
-    const lax = ['tls-floor', 'private-addresses'];
+    const lax = ['tls-floor', 'private-addresses', 'name-validity'];
     const exact = 'version: 1\nallow: [{ name: a, hosts: [a.example.com] }]\n';
     expect(exportText(istioTarget, exact, { allowWeaker: lax })).not.toContain('destination-binding');
     const wildcard =
       'version: 1\nallow: [{ name: a, hosts: [a.example.com] }, { name: w, hosts: ["**.example.org"] }]\n';
     expect(() => exportText(istioTarget, wildcard, { allowWeaker: lax })).toThrow(
       /^rule "w": the address behind the name .*\(\*\*\.example\.org on TLS 443 goes to whatever address the client chose\)[^\n]*$/,
+    );
+  });
+
+  it('name-validity: needed for wildcard hosts (a suffix match on any labels), not for exact names', () => {
+    const lax = ['tls-floor', 'private-addresses', 'destination-binding'];
+    const exact = 'version: 1\nallow: [{ name: a, hosts: [a.example.com] }]\n';
+    expect(exportText(istioTarget, exact, { allowWeaker: lax })).not.toContain('name-validity');
+    const wildcard =
+      'version: 1\nallow: [{ name: a, hosts: [a.example.com] }, { name: w, hosts: ["**.example.org"] }]\n';
+    expect(() => exportText(istioTarget, wildcard, { allowWeaker: lax })).toThrow(
+      /^rule "w": valid names under wildcards .*not enforced by istio \(\*\*\.example\.org on TLS 443 also matches names the policy denies as invalid\).*--allow-weaker name-validity;[^\n]*$/,
     );
   });
 

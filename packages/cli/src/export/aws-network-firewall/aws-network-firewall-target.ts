@@ -37,6 +37,8 @@ export const awsNetworkFirewallTarget: ExportTarget = {
     enforces: ['addresses', 'report-mode'],
     // A passive firewall: the flow goes to the address the client chose, whatever name it presents.
     destination: { exact: 'client-address', wildcard: 'client-address' },
+    // Ordered: the core's wildcard guards (pcre) refuse invalid names before the wildcard allows.
+    wildcardsRefuseInvalidNames: true,
     auditMode: true,
   },
   render: renderAwsNetworkFirewall,

@@ -40,6 +40,8 @@ export const ciliumTarget: ExportTarget = {
     enforces: ['addresses'],
     // toFQDNs allows the addresses the names resolved to, for any protocol and any name sharing them.
     destination: { exact: 'resolved-addresses', wildcard: 'resolved-addresses' },
+    // matchPattern's `*` is any run of DNS characters: `-a.x.com` and broken `xn--` labels match `*.x.com`.
+    wildcardsRefuseInvalidNames: false,
     // Policy Audit Mode is an agent or endpoint setting, not part of a policy resource.
     auditMode: false,
   },

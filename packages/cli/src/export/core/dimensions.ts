@@ -14,6 +14,8 @@ export const WEAKER_DIMENSIONS = {
     'the address behind the name (the connection goes where the client chose: an allowed SNI or Host can be presented to any address)',
   'server-name':
     'the name and protocol on the connection (the engine opens the addresses allowed names resolve to, for any protocol and any name sharing them)',
+  'name-validity':
+    'valid names under wildcards (the engine\'s wildcard also matches names the policy denies as invalid: a label with "-" at an edge, broken punycode, an over-long label or name)',
 } as const;
 
 export type WeakerDimension = keyof typeof WEAKER_DIMENSIONS;

@@ -18,6 +18,7 @@ import {
   hostMatchKey,
 } from './host-match.js';
 import { hostMatchRegex, WILDCARD_GUARDS } from './host-regex.js';
+import { nameValidityFindings } from './name-validity.js';
 import type { ExportTarget, Transport } from './target.js';
 
 /** An inclusive port range. */
@@ -261,7 +262,7 @@ export function buildExportPlan(policy: Policy, target: ExportTarget, options: P
   if (problems.length > 0) throw new ExportError(problems);
 
   const listeners = listenersOf(rules, target, warnings);
-  weaker.push(...destinationFindings(rules, listeners, sem));
+  weaker.push(...destinationFindings(rules, listeners, sem), ...nameValidityFindings(rules, listeners, sem));
   // Each rule's findings together, in file order (policy-level ones first): a stable sort.
   const order = (rule: string | undefined) =>
     rule === undefined ? -1 : rules.findIndex((r) => r.name === rule);

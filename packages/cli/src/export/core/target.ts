@@ -40,9 +40,17 @@ export interface TargetSemantics {
   transports: readonly Transport[];
   /**
    * Dimensions the engine enforces; every other dimension a rule uses is "not enforced by <target>".
-   * `destination-binding` and `server-name` are not listed here: they follow from {@link destination}.
+   * `destination-binding` and `server-name` are not listed here: they follow from {@link destination};
+   * nor is `name-validity`: it follows from {@link wildcardsRefuseInvalidNames}.
    */
-  enforces: readonly Exclude<WeakerDimension, 'destination-binding' | 'server-name'>[];
+  enforces: readonly Exclude<WeakerDimension, 'destination-binding' | 'server-name' | 'name-validity'>[];
+  /**
+   * Whether the engine's wildcards match only names our decider accepts as valid. True for `ordered-regex`
+   * targets: the core places `WILDCARD_GUARDS` before their wildcard allows. False for an engine whose
+   * wildcard takes any label characters (Cilium's `*`, Istio's `*.` suffix match): each allow rule with an
+   * exported wildcard pattern is then weaker `name-validity` (name-validity.ts).
+   */
+  wildcardsRefuseInvalidNames: boolean;
   /**
    * Where allowed connections go, for exact names and for wildcard patterns (they differ on Istio: exact
    * names go through the egress gateway, which resolves them; wildcard hosts leave from the sidecar to the
@@ -66,6 +74,8 @@ export const NAME_DIALLING_PROXY: TargetSemantics = {
   enforces: [],
   auditMode: false,
   destination: { exact: 'resolves-name', wildcard: 'resolves-name' },
+  // The core's WILDCARD_GUARDS refuse invalid names before the wildcard allows.
+  wildcardsRefuseInvalidNames: true,
 };
 
 /** What a target's render receives besides the plan. */

@@ -32,6 +32,8 @@ export const istioTarget: ExportTarget = {
     // Exact names leave through the egress gateway, which resolves them; wildcard hosts (resolution NONE)
     // leave from the sidecar to the address the client resolved.
     destination: { exact: 'resolves-name', wildcard: 'client-address' },
+    // A `*.` host is a suffix match on any labels: no check of label syntax or punycode.
+    wildcardsRefuseInvalidNames: false,
     auditMode: false,
   },
   render: renderIstio,
