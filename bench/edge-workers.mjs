@@ -83,9 +83,10 @@ allow:
   result.cpu = { 1: median(result.cpuUsPerConnection[1]), 2: median(result.cpuUsPerConnection[2]) };
   result.loadCpu = median(result.loadCpuUsPerConnection[1]);
   result.ratio = pairedRatio(result.cps[2], result.cps[1]);
-  // What two cores allow at best when the load shares them: one worker is held to one core (1/e
-  // connections a second), two workers and the load split both cores (2/(e+l)).
-  result.ceiling = Math.min(2, 2 / (1 + result.loadCpu / result.cpu[1]));
+  // What two cores allow at best: the one-worker run already kept `coresUsed1` of them busy (the edge's
+  // main thread and its helper threads, and the load), so two workers can add at most what is left.
+  result.coresUsed1 = (result.median[1] * (result.cpu[1] + result.loadCpu)) / 1e6;
+  result.ceiling = Math.min(2, 2 / result.coresUsed1);
   result.target = {
     what: 'edge workers: connections per second, 2 workers vs 1 (2-core machine, load on the same cores)',
     value: `x${result.ratio.toFixed(2)} (${Math.round(result.median[2])} vs ${Math.round(result.median[1])} conn/s)`,

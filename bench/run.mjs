@@ -141,7 +141,7 @@ if (part('workers')) {
       `  ${n} worker${n > 1 ? 's' : ' '}  conn/s ${w.cps[n].map((x) => Math.round(x)).join(', ')}  median ${Math.round(w.median[n])}  edge CPU ${Math.round(w.cpu[n])} µs/conn  events ${w.logging[n].decisions}/${w.logging[n].completions}`,
     );
   console.log(
-    `  median ratio x${w.ratio.toFixed(2)}; the load's CPU ${Math.round(w.loadCpu)} µs/conn on the same cores caps it at about x${w.ceiling.toFixed(2)}`,
+    `  median ratio x${w.ratio.toFixed(2)}; one worker (with the load, ${Math.round(w.loadCpu)} µs/conn) already kept ${w.coresUsed1.toFixed(2)} of 2 cores busy: this machine allows about x${w.ceiling.toFixed(2)}`,
   );
 }
 
