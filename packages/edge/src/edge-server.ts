@@ -7,7 +7,6 @@ import net, { type AddressInfo } from 'node:net';
 import {
   blankDecision,
   createEventEmitter,
-  diffPolicies,
   EgressPolicyError,
   type EventEmitter,
   loadPolicyFile,
@@ -29,6 +28,7 @@ import { handleTransparent } from './listeners/transparent.js';
 import { EdgeMetrics } from './metrics.js';
 import { assertOriginalDestination } from './original-destination.js';
 import { PolicyWatcher } from './policy-watcher.js';
+import { emitPolicyEvent, installSignalHandlers, removeSignalHandlers } from './process-signals.js';
 import { ProxyAuth } from './proxy-auth/index.js';
 import { httpError } from './replies.js';
 import { SystemResolver } from './resolver.js';
@@ -341,8 +341,7 @@ export class EdgeServer implements EdgeRuntime {
   private async closeNow(): Promise<void> {
     this.drainingNow = true;
     this.watcher?.close();
-    for (const [signal, handler] of this.signalHandlers) process.off(signal, handler);
-    this.signalHandlers.length = 0;
+    removeSignalHandlers(this.signalHandlers);
     const listenersClosed = this.stopListening();
     for (const conn of this.connections) conn.abort('shutdown');
     await Promise.all([...this.connections].map((c) => c.closed));
@@ -489,49 +488,12 @@ export class EdgeServer implements EdgeRuntime {
     previous: Policy | undefined,
     next: Policy,
   ): void {
-    this.events.emit({
-      'event.name': name,
-      'egress.schema': 1,
-      'egress.source': 'edge',
-      'egress.policy.hash': next.hash,
-      'egress.policy.previous_hash': previous?.hash,
-      'egress.policy.file': this.file,
-      'egress.policy.diff': diffPolicies(previous, next),
-    });
+    emitPolicyEvent(this.events, name, this.file, previous, next);
   }
 
   private installSignals(): void {
-    let stopping = false;
-    const onHup = () => {
-      // Without a policy file there is nothing to re-read; the edge keeps running.
-      this.reload().catch(() => {});
-    };
-    const onStop = () => {
-      if (stopping) {
-        void this.close().then(exitSoon);
-        return;
-      }
-      stopping = true;
-      void this.drain()
-        .then(() => this.close())
-        .then(exitSoon);
-    };
-    for (const [signal, handler] of [
-      ['SIGHUP', onHup],
-      ['SIGTERM', onStop],
-      ['SIGINT', onStop],
-    ] as const) {
-      process.on(signal, handler);
-      this.signalHandlers.push([signal, handler]);
-    }
+    this.signalHandlers.push(...installSignalHandlers(this));
   }
-}
-
-/** The handlers replaced the default exit on SIGTERM: exit once closed, unless something else holds on. */
-function exitSoon(): void {
-  process.exitCode ??= 0;
-  const timer = setTimeout(() => process.exit(), 2000);
-  timer.unref();
 }
 
 function canonicalSource(address: string): string {

@@ -18,7 +18,6 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   createEventEmitter,
-  diffPolicies,
   EgressPolicyError,
   type EventEmitter,
   loadPolicyFile,
@@ -38,6 +37,7 @@ import {
 import type { BoundListener } from '../edge-server.js';
 import { METRIC_NAMES } from '../metrics.js';
 import { PolicyWatcher } from '../policy-watcher.js';
+import { emitPolicyEvent, installSignalHandlers, removeSignalHandlers } from '../process-signals.js';
 import { ClusterMetrics } from './cluster-metrics.js';
 import { type FromWorker, isWorkerMessage, type ToWorker, type WorkerConfig } from './messages.js';
 
@@ -361,8 +361,7 @@ export class EdgeWorkers {
     this.closing ??= (async () => {
       this.drainingNow = true;
       this.watcher?.close();
-      for (const [signal, handler] of this.signalHandlers) process.off(signal, handler);
-      this.signalHandlers.length = 0;
+      removeSignalHandlers(this.signalHandlers);
       await this.stopWorkers({ t: 'close' }, WORKER_LIMITS.exitGraceMs);
       await this.admin?.close();
       await this.events.flush();
@@ -502,48 +501,12 @@ export class EdgeWorkers {
     previous: Policy | undefined,
     next: Policy,
   ): void {
-    this.events.emit({
-      'event.name': name,
-      'egress.schema': 1,
-      'egress.source': 'edge',
-      'egress.policy.hash': next.hash,
-      'egress.policy.previous_hash': previous?.hash,
-      'egress.policy.file': this.file,
-      'egress.policy.diff': diffPolicies(previous, next),
-    });
+    emitPolicyEvent(this.events, name, this.file, previous, next);
   }
 
   private installSignals(): void {
-    let stopping = false;
-    const onHup = () => {
-      this.reload().catch(() => {});
-    };
-    const onStop = () => {
-      if (stopping) {
-        void this.close().then(exitSoon);
-        return;
-      }
-      stopping = true;
-      void this.drain()
-        .then(() => this.close())
-        .then(exitSoon);
-    };
-    for (const [signal, handler] of [
-      ['SIGHUP', onHup],
-      ['SIGTERM', onStop],
-      ['SIGINT', onStop],
-    ] as const) {
-      process.on(signal, handler);
-      this.signalHandlers.push([signal, handler]);
-    }
+    this.signalHandlers.push(...installSignalHandlers(this));
   }
-}
-
-/** The handlers replaced the default exit on SIGTERM: exit once closed, unless something else holds on. */
-function exitSoon(): void {
-  process.exitCode ??= 0;
-  const timer = setTimeout(() => process.exit(), 2000);
-  timer.unref();
 }
 
 /** Writes out what the destination holds (sonic-boom's buffer), bounded. */
