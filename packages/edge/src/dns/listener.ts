@@ -76,7 +76,10 @@ export class DnsListener {
   }
 
   private bindUdp(): Promise<dgram.Socket> {
-    const socket = dgram.createSocket({ type: net.isIPv6(this.host) ? 'udp6' : 'udp4' });
+    // An IPv6 address listens on IPv6 only (as nginx's `ipv6only=on`), so that `[::]:53` and
+    // `0.0.0.0:53` can both be given: a dual-stack `::` would take the IPv4 port too (EADDRINUSE).
+    const ipv6 = net.isIPv6(this.host);
+    const socket = dgram.createSocket({ type: ipv6 ? 'udp6' : 'udp4', ipv6Only: ipv6 });
     socket.on('message', (msg, rinfo) => {
       this.guard.answer(msg, rinfo.address, 'udp').then(
         (reply) => {
@@ -108,7 +111,7 @@ export class DnsListener {
       server.once('error', (err: NodeJS.ErrnoException) => {
         reject(new Error(`cannot listen on ${this.host}:${port} (dns, tcp): ${err.code ?? err.message}`));
       });
-      server.listen(port, this.host, () => {
+      server.listen({ port, host: this.host, ipv6Only: net.isIPv6(this.host) }, () => {
         server.removeAllListeners('error');
         server.on('error', () => {});
         resolve(server);

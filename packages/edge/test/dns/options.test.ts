@@ -73,13 +73,14 @@ describe('the DNS guard at start', () => {
     ).rejects.toThrow(/would forward to itself/);
   });
 
-  it('starts a wildcard listener whose resolver is another machine on the same port', async () => {
+  it('starts wildcard listeners on IPv4 and IPv6, same port, whose resolver is another machine', async () => {
     const { startEdge } = await import('../../src/index.js');
-    // 192.0.2.1 (TEST-NET-1) is never an address of this machine; nothing is sent to it here.
+    // 192.0.2.1 (TEST-NET-1) is never an address of this machine; nothing is sent to it here. `[::]`
+    // listens on IPv6 only, so it does not take 0.0.0.0's port (EADDRINUSE, as docs/edge.md's example had).
     const edge = await startEdge({
       policy,
       listeners: [{ kind: 'explicit', port: 0 }],
-      dns: { listen: ['0.0.0.0:5397'], servers: ['192.0.2.1:5397'] },
+      dns: { listen: ['0.0.0.0:5397', '[::]:5397'], servers: ['192.0.2.1:5397'] },
       watch: false,
       defaultMetrics: false,
     });
