@@ -8,7 +8,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTopology, type NodeService, repoFileUrl, type Topology } from '../../../test/support/netns.js';
 
 const EDGE_PORT = 15001;
@@ -130,6 +130,9 @@ describe('transparent listener with workers', { timeout: 120_000 }, () => {
     expect(seen[A]).toBe(12);
     expect(seen[B]).toBe(0);
 
+    // Workers hand their lines to the primary in batches (every few ms), which writes them out: the
+    // last decision may land just after curl has its answer. Wait for all 13, never accept fewer.
+    await vi.waitFor(() => expect(decisions()).toHaveLength(13), { timeout: 10_000, interval: 50 });
     const made = decisions();
     expect(made).toHaveLength(13);
     const toA = made.filter((d) => d['egress.decision'] === 'allowed');
