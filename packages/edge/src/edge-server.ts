@@ -7,7 +7,6 @@ import net, { type AddressInfo } from 'node:net';
 import {
   blankDecision,
   createEventEmitter,
-  EgressPolicyError,
   type EventEmitter,
   loadPolicyFile,
   type Policy,
@@ -28,7 +27,12 @@ import { handleTransparent } from './listeners/transparent.js';
 import { EdgeMetrics } from './metrics.js';
 import { assertOriginalDestination } from './original-destination.js';
 import { PolicyWatcher } from './policy-watcher.js';
-import { emitPolicyEvent, installSignalHandlers, removeSignalHandlers } from './process-signals.js';
+import {
+  emitPolicyEvent,
+  emitPolicyRejected,
+  installSignalHandlers,
+  removeSignalHandlers,
+} from './process-signals.js';
 import { ProxyAuth } from './proxy-auth/index.js';
 import { httpError } from './replies.js';
 import { SystemResolver } from './resolver.js';
@@ -264,19 +268,7 @@ export class EdgeServer implements EdgeRuntime {
         candidate = await loadPolicyFile(this.file);
       } catch (error) {
         this.metrics.reloads.inc({ result: 'rejected' });
-        this.events.emit({
-          'event.name': 'egress.policy.rejected',
-          'egress.schema': 1,
-          'egress.source': 'edge',
-          'egress.policy.hash': this.current.hash,
-          'egress.policy.file': this.file,
-          'egress.policy.problems':
-            error instanceof EgressPolicyError
-              ? error.problems.map(
-                  (p) => `${p.line}:${p.column} ${p.path} ${p.message}${p.hint ? ` (${p.hint})` : ''}`,
-                )
-              : [(error as Error).message ?? String(error)],
-        });
+        emitPolicyRejected(this.events, this.file, this.current, error);
         return false;
       }
     }

@@ -3,7 +3,7 @@
  * policy changes: SIGHUP reloads, SIGTERM/SIGINT drain then close (a second signal closes at once), and
  * one event per loaded or reloaded policy. Shared so that both shapes behave identically.
  */
-import { diffPolicies, type EventEmitter, type Policy } from '@egress-guard/policy';
+import { diffPolicies, EgressPolicyError, type EventEmitter, type Policy } from '@egress-guard/policy';
 
 /** What the signals act on. */
 export interface SignalTarget {
@@ -68,5 +68,27 @@ export function emitPolicyEvent(
     'egress.policy.previous_hash': previous?.hash,
     'egress.policy.file': file,
     'egress.policy.diff': diffPolicies(previous, next),
+  });
+}
+
+/** Writes `egress.policy.rejected` for a policy file that failed to load: the policy in force stays. */
+export function emitPolicyRejected(
+  events: EventEmitter,
+  file: string | undefined,
+  inForce: Policy,
+  error: unknown,
+): void {
+  events.emit({
+    'event.name': 'egress.policy.rejected',
+    'egress.schema': 1,
+    'egress.source': 'edge',
+    'egress.policy.hash': inForce.hash,
+    'egress.policy.file': file,
+    'egress.policy.problems':
+      error instanceof EgressPolicyError
+        ? error.problems.map(
+            (p) => `${p.line}:${p.column} ${p.path} ${p.message}${p.hint ? ` (${p.hint})` : ''}`,
+          )
+        : [(error as Error).message ?? String(error)],
   });
 }

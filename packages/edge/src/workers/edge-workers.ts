@@ -18,7 +18,6 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   createEventEmitter,
-  EgressPolicyError,
   type EventEmitter,
   loadPolicyFile,
   type Policy,
@@ -37,7 +36,12 @@ import {
 import type { BoundListener } from '../edge-server.js';
 import { METRIC_NAMES } from '../metrics.js';
 import { PolicyWatcher } from '../policy-watcher.js';
-import { emitPolicyEvent, installSignalHandlers, removeSignalHandlers } from '../process-signals.js';
+import {
+  emitPolicyEvent,
+  emitPolicyRejected,
+  installSignalHandlers,
+  removeSignalHandlers,
+} from '../process-signals.js';
 import { ClusterMetrics } from './cluster-metrics.js';
 import { type FromWorker, isWorkerMessage, type ToWorker, type WorkerConfig } from './messages.js';
 
@@ -290,19 +294,7 @@ export class EdgeWorkers {
       this.reloads.inc({ result: 'rejected' });
       // The policy stays, but the workers still look again (DNS answers, hosts file, proxy credentials).
       await this.broadcastPolicy(this.text);
-      this.events.emit({
-        'event.name': 'egress.policy.rejected',
-        'egress.schema': 1,
-        'egress.source': 'edge',
-        'egress.policy.hash': this.current.hash,
-        'egress.policy.file': this.file,
-        'egress.policy.problems':
-          error instanceof EgressPolicyError
-            ? error.problems.map(
-                (p) => `${p.line}:${p.column} ${p.path} ${p.message}${p.hint ? ` (${p.hint})` : ''}`,
-              )
-            : [(error as Error).message ?? String(error)],
-      });
+      emitPolicyRejected(this.events, this.file, this.current, error);
       return false;
     }
     if (next.hash === this.current.hash) {
